@@ -1,0 +1,53 @@
+# Two entry points for people (see README): `make run` and `make test`.
+# Everything they need is installed from here, so a fresh clone works.
+
+PYTHON ?= python3
+VENV   ?= .venv
+BIN     = $(VENV)/bin
+# System tools the tests drive for real: umockdev (fake udev), udev (udevadm),
+# adb (the real adb server), systemd-analyze (unit checks), libusb (pyusb).
+SYSTEM_TOOLS = umockdev-wrapper udevadm adb systemd-analyze
+SYSTEM_PKGS  = umockdev libumockdev0 udev adb systemd libusb-1.0-0
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+.PHONY: run test lint bench system-deps install uninstall clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+
+$(VENV)/.installed: $(BIN)/python pyproject.toml
+	$(BIN)/pip install -q -e .
+	touch $@
+
+$(VENV)/.installed-test: $(VENV)/.installed
+	$(BIN)/pip install -q -e '.[test]'
+	touch $@
+
+## Run the agent in the foreground; no config file needed.
+run: $(VENV)/.installed
+	$(BIN)/resource-agent serve $(ARGS)
+
+system-deps:
+	@missing=0; for t in $(SYSTEM_TOOLS); do command -v $$t >/dev/null || missing=1; done; \
+	[ -e /usr/lib/x86_64-linux-gnu/libusb-1.0.so.0 ] || ldconfig -p | grep -q libusb-1.0 || missing=1; \
+	if [ $$missing = 1 ]; then \
+	  echo "installing system packages: $(SYSTEM_PKGS)"; \
+	  $(SUDO) apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $(SYSTEM_PKGS) >/dev/null; \
+	fi
+
+lint: $(VENV)/.installed-test
+	$(BIN)/ruff check agent tests bench
+	$(BIN)/ruff format --check agent tests bench
+	$(BIN)/mypy
+
+## Lint, type-check and run the whole suite (udev tests run under umockdev).
+test: system-deps lint
+	umockdev-wrapper $(BIN)/python -m pytest $(PYTEST_ARGS)
+
+bench: system-deps $(VENV)/.installed-test
+	umockdev-wrapper $(BIN)/python -m bench
+
+clean:
+	rm -rf $(VENV) build *.egg-info .mypy_cache .ruff_cache .pytest_cache

@@ -1,0 +1,173 @@
+"""``POST /``: the ResourceMonitor JSON-RPC 2.0 endpoint Jenkins calls.
+
+Exactly as the dispatcher plugin expects (see docs/api.md): methods
+``ResourceMonitor.Resources.Reserve|Lock|Release``; params as an object or a
+one-element array holding it; every understood call answers HTTP 200 with a
+``result`` of exactly seven fields -- refusals included, as ``status: "NO"``.
+JSON-RPC ``error`` objects are kept for requests that are malformed.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from aiohttp import web
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from agent.api.wire import AUTHORITY, BadJSON, dumps, isotime, local_offset, parse_json
+from agent.authority import Authority
+from agent.model import Code, Hold, Holder, Refused
+
+log = logging.getLogger(__name__)
+
+PARSE_ERROR = -32700
+INVALID_REQUEST = -32600
+METHOD_NOT_FOUND = -32601
+INVALID_PARAMS = -32602
+INTERNAL_ERROR = -32603
+
+
+class _Params(BaseModel):
+    # Jackson may add fields we do not use; types are checked strictly.
+    model_config = ConfigDict(strict=True, extra="ignore", frozen=True)
+
+
+class ClientInfo(_Params):
+    """Who asks: ``id`` the Jenkins root URL, ``url`` the task or build."""
+
+    id: str
+    url: str | None = None
+
+    def holder(self) -> Holder:
+        return Holder(self.id, self.url or "")
+
+
+class ReserveParams(_Params):
+    resource: str
+    timeout: float
+    clientInfo: ClientInfo
+
+
+class LockParams(_Params):
+    resource: str
+    key: str | None = None
+    clientInfo: ClientInfo
+
+
+class ReleaseParams(_Params):
+    resource: str
+    key: str
+    clientInfo: ClientInfo | None = None
+
+
+def _result(code: Code, message: str, key: str | None, when: float) -> dict[str, Any]:
+    """The seven fields, and nothing more: Jackson fails on unknown ones."""
+    return {
+        "status": "OK" if code is Code.OK else "NO",
+        "code": int(code),
+        "message": message,
+        "key": key,
+        "time": int(when * 1000),
+        "timezone": local_offset(when),
+        "isotime": isotime(when),
+    }
+
+
+def _hold_result(hold: Hold, message: str) -> dict[str, Any]:
+    return _result(Code.OK, message, hold.key, hold.expires or time.time())
+
+
+async def _reserve(authority: Authority, p: ReserveParams) -> dict[str, Any]:
+    hold = await authority.reserve(p.resource, p.timeout, p.clientInfo.holder())
+    return _hold_result(hold, f"reserved {p.resource}")
+
+
+async def _lock(authority: Authority, p: LockParams) -> dict[str, Any]:
+    hold = await authority.lock(p.resource, p.key, p.clientInfo.holder())
+    return _hold_result(hold, f"locked {p.resource}")
+
+
+async def _release(authority: Authority, p: ReleaseParams) -> dict[str, Any]:
+    hold = await authority.release(p.resource, p.key)
+    return _result(Code.OK, f"released {p.resource}", hold.key, time.time())
+
+
+Handler = Callable[[Authority, Any], Awaitable[dict[str, Any]]]
+METHODS: dict[str, tuple[type[_Params], Handler]] = {
+    "ResourceMonitor.Resources.Reserve": (ReserveParams, _reserve),
+    "ResourceMonitor.Resources.Lock": (LockParams, _lock),
+    "ResourceMonitor.Resources.Release": (ReleaseParams, _release),
+}
+
+
+def _error(id_: Any, code: int, message: str, data: str | None = None) -> dict[str, Any]:
+    error: dict[str, Any] = {"code": code, "message": message}
+    if data is not None:
+        error["data"] = data
+    return {"jsonrpc": "2.0", "error": error, "id": id_}
+
+
+def _describe(exc: ValidationError) -> str:
+    err = exc.errors()[0]
+    loc = ".".join(str(p) for p in err["loc"])
+    return f"params.{loc}: {err['msg']}" if loc else f"params: {err['msg']}"
+
+
+async def _call(authority: Authority, request: Any) -> dict[str, Any] | None:
+    """Answer one request object; None for a notification."""
+    if not isinstance(request, dict):
+        return _error(None, INVALID_REQUEST, "Invalid Request", "a request must be a JSON object")
+    has_id = "id" in request
+    id_ = request.get("id")
+    if isinstance(id_, (dict, list, bool)):
+        return _error(None, INVALID_REQUEST, "Invalid Request", "id must be a string or number")
+    method = request.get("method")
+    if request.get("jsonrpc") != "2.0" or not isinstance(method, str):
+        return _error(
+            id_, INVALID_REQUEST, "Invalid Request", 'needs "jsonrpc": "2.0" and a string "method"'
+        )
+    entry = METHODS.get(method)
+    if entry is None:
+        return _error(id_, METHOD_NOT_FOUND, "Method not found", f"no method {method!r}")
+    params = request.get("params")
+    # jsonrpc4j wraps the one argument in an array for some methods and builds.
+    if isinstance(params, list) and len(params) == 1:
+        params = params[0]
+    if not isinstance(params, dict):
+        return _error(id_, INVALID_PARAMS, "Invalid params", "params must be an object or [object]")
+    model, handler = entry
+    try:
+        parsed = model.model_validate(params)
+    except ValidationError as exc:
+        return _error(id_, INVALID_PARAMS, "Invalid params", _describe(exc))
+    try:
+        result = await handler(authority, parsed)
+    except Refused as refusal:
+        result = _result(refusal.code, refusal.message, None, time.time())
+    except Exception:
+        log.exception("JSON-RPC %s failed", method)
+        return _error(id_, INTERNAL_ERROR, "Internal error") if has_id else None
+    return {"jsonrpc": "2.0", "result": result, "id": id_} if has_id else None
+
+
+async def handle(request: web.Request) -> web.Response:
+    """``POST /``: one request or a batch; any Content-Type is accepted."""
+    authority = request.app[AUTHORITY]
+    try:
+        payload = parse_json(await request.read())
+    except BadJSON as exc:
+        return _respond(_error(None, PARSE_ERROR, "Parse error", str(exc)))
+    if isinstance(payload, list):
+        if not payload:
+            return _respond(_error(None, INVALID_REQUEST, "Invalid Request", "empty batch"))
+        answers = [a for r in payload if (a := await _call(authority, r)) is not None]
+        return _respond(answers) if answers else web.Response(status=204)
+    answer = await _call(authority, payload)
+    return _respond(answer) if answer is not None else web.Response(status=204)
+
+
+def _respond(body: Any) -> web.Response:
+    return web.Response(text=dumps(body), content_type="application/json-rpc")

@@ -1,0 +1,273 @@
+"""``/api/``: the REST API for people and scripts (described in openapi.py).
+
+Handlers only translate: JSON bodies in, registry commands through the
+authority, JSON out. Keys are shown only to whoever took the hold, never in
+listings: a key is the capability to release someone's lock.
+"""
+
+from __future__ import annotations
+
+from typing import Any, TypeVar
+
+from aiohttp import web
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from agent.api.wire import AUTHORITY, IDENTITY, BadJSON, dumps, isotime, parse_json
+from agent.model import Code, Hold, Holder, Refused, Resource
+from agent.store import HistoryEntry
+
+routes = web.RouteTableDef()
+
+# Refusal codes to HTTP statuses; request problems have their own below.
+STATUS = {
+    Code.UNKNOWN_RESOURCE: 404,
+    Code.WRONG_KEY: 403,
+    Code.INVALID_ARGUMENT: 422,
+    Code.MALFORMED_REQUEST: 400,
+    Code.TOO_LARGE: 413,
+    Code.NOT_FOUND: 404,
+    Code.INTERNAL: 500,
+}
+CONFLICT = 409  # every other refusal: the resource's state says no
+
+
+class ApiError(Exception):
+    """An error answered as ``{"error": {"code", "message"}}``."""
+
+    def __init__(self, code: Code, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.status = status or STATUS.get(code, CONFLICT)
+
+
+def error_response(code: Code, message: str, status: int | None = None) -> web.Response:
+    """The JSON error body every /api/ error uses."""
+    err = ApiError(code, message, status)
+    return web.json_response(
+        {"error": {"code": int(err.code), "message": err.message}},
+        status=err.status,
+        dumps=dumps,
+    )
+
+
+class _Body(BaseModel):
+    model_config = ConfigDict(strict=True, extra="forbid", frozen=True)
+
+
+class ReserveBody(_Body):
+    timeout: float = Field(default=300.0)
+    holder: str | None = None
+
+
+class LockBody(_Body):
+    key: str | None = None
+    lease: float | None = None
+    holder: str | None = None
+
+
+class ReleaseBody(_Body):
+    key: str | None = None
+    force: bool = False
+
+
+class RenewBody(_Body):
+    key: str
+    lease: float | None = None
+
+
+class DisableBody(_Body):
+    reason: str = ""
+
+
+class EmptyBody(_Body):
+    pass
+
+
+B = TypeVar("B", bound=_Body)
+
+
+async def _body(request: web.Request, model: type[B]) -> B:
+    raw = await request.read()
+    try:
+        data = parse_json(raw) if raw.strip() else {}
+    except BadJSON as exc:
+        raise ApiError(Code.MALFORMED_REQUEST, str(exc)) from exc
+    if not isinstance(data, dict):
+        raise ApiError(Code.MALFORMED_REQUEST, "the body must be a JSON object")
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        field = ".".join(str(p) for p in err["loc"]) or "body"
+        msg = "unknown field" if err["type"] == "extra_forbidden" else err["msg"]
+        raise ApiError(Code.INVALID_ARGUMENT, f"{field}: {msg}") from exc
+
+
+def _holder(request: web.Request, who: str | None) -> Holder:
+    return Holder(request.app[IDENTITY], who or f"api@{request.remote or 'unknown'}")
+
+
+def hold_json(hold: Hold, with_key: bool = False) -> dict[str, Any]:
+    """A hold as the API shows it; the key only to its taker."""
+    out: dict[str, Any] = {
+        "kind": hold.kind.value,
+        "holder": {"id": hold.holder.id, "url": hold.holder.url},
+        "since": isotime(hold.since),
+        "expires": isotime(hold.expires) if hold.expires is not None else None,
+    }
+    if with_key:
+        out["key"] = hold.key
+    return out
+
+
+def resource_json(res: Resource) -> dict[str, Any]:
+    """A resource as the API lists it."""
+    return {
+        "id": res.id,
+        "name": res.name,
+        "kind": res.kind.value,
+        "description": res.description,
+        "state": res.state,
+        "enabled": res.enabled,
+        "disabled_reason": res.disabled_reason,
+        "present": res.present,
+        "gone": res.gone,
+        "health": res.health,
+        "holder": hold_json(res.hold) if res.hold else None,
+        "metadata": dict(res.metadata),
+    }
+
+
+def history_json(entry: HistoryEntry) -> dict[str, Any]:
+    """One past or current hold."""
+
+    def when(t: float | None) -> str | None:
+        return isotime(t) if t is not None else None
+
+    return {
+        "kind": entry.kind,
+        "holder": {"id": entry.holder.id, "url": entry.holder.url},
+        "reserved_at": when(entry.reserved_at),
+        "locked_at": when(entry.locked_at),
+        "ended_at": when(entry.ended_at),
+        "end_reason": entry.end_reason,
+    }
+
+
+def _json(value: Any, status: int = 200) -> web.Response:
+    return web.json_response(value, status=status, dumps=dumps)
+
+
+def _hold_answer(request: web.Request, hold: Hold) -> web.Response:
+    res = request.app[AUTHORITY].registry.get(request.match_info["id"])
+    return _json({"resource": resource_json(res), "hold": hold_json(hold, with_key=True)})
+
+
+@routes.get("/api/health")
+async def health(request: web.Request) -> web.Response:
+    """Liveness and a summary."""
+    resources = request.app[AUTHORITY].registry.resources()
+    return _json(
+        {
+            "status": "ok",
+            "resources": len(resources),
+            "held": sum(1 for r in resources if r.hold is not None),
+        }
+    )
+
+
+@routes.get("/api/resources")
+async def list_resources(request: web.Request) -> web.Response:
+    """Every resource."""
+    return _json(
+        {"resources": [resource_json(r) for r in request.app[AUTHORITY].registry.resources()]}
+    )
+
+
+@routes.get("/api/resources/{id}")
+async def show_resource(request: web.Request) -> web.Response:
+    """One resource."""
+    return _json(resource_json(request.app[AUTHORITY].registry.get(request.match_info["id"])))
+
+
+@routes.get("/api/resources/{id}/history")
+async def history(request: web.Request) -> web.Response:
+    """Who held the resource, when, and how it ended; newest first."""
+    raw = request.query.get("limit", "100")
+    if not raw.isdigit() or not 1 <= int(raw) <= 10000:
+        raise ApiError(Code.INVALID_ARGUMENT, "limit: must be a whole number from 1 to 10000")
+    entries = await request.app[AUTHORITY].history(request.match_info["id"], int(raw))
+    return _json({"history": [history_json(e) for e in entries]})
+
+
+@routes.post("/api/resources/{id}/reserve")
+async def reserve(request: web.Request) -> web.Response:
+    """Reserve for ``timeout`` seconds."""
+    body = await _body(request, ReserveBody)
+    hold = await request.app[AUTHORITY].reserve(
+        request.match_info["id"], body.timeout, _holder(request, body.holder)
+    )
+    return _hold_answer(request, hold)
+
+
+@routes.post("/api/resources/{id}/lock")
+async def lock(request: web.Request) -> web.Response:
+    """Lock a reservation (with its key) or a free resource (without)."""
+    body = await _body(request, LockBody)
+    hold = await request.app[AUTHORITY].lock(
+        request.match_info["id"], body.key, _holder(request, body.holder), body.lease
+    )
+    return _hold_answer(request, hold)
+
+
+@routes.post("/api/resources/{id}/release")
+async def release(request: web.Request) -> web.Response:
+    """Release with the key, or any hold with ``force``."""
+    body = await _body(request, ReleaseBody)
+    if body.key is None and not body.force:
+        raise ApiError(Code.INVALID_ARGUMENT, "key: required unless force is true")
+    hold = await request.app[AUTHORITY].release(request.match_info["id"], body.key, body.force)
+    res = request.app[AUTHORITY].registry.get(request.match_info["id"])
+    return _json({"resource": resource_json(res), "released": hold_json(hold)})
+
+
+@routes.post("/api/resources/{id}/renew")
+async def renew(request: web.Request) -> web.Response:
+    """Push a hold's deadline: by ``lease`` seconds, or by its own length."""
+    body = await _body(request, RenewBody)
+    hold = await request.app[AUTHORITY].renew(request.match_info["id"], body.key, body.lease)
+    return _hold_answer(request, hold)
+
+
+@routes.post("/api/resources/{id}/enable")
+async def enable(request: web.Request) -> web.Response:
+    """Let the resource take new holds."""
+    await _body(request, EmptyBody)
+    return _json(resource_json(await request.app[AUTHORITY].enable(request.match_info["id"])))
+
+
+@routes.post("/api/resources/{id}/disable")
+async def disable(request: web.Request) -> web.Response:
+    """Refuse new holds; an existing one stays."""
+    body = await _body(request, DisableBody)
+    res = await request.app[AUTHORITY].disable(request.match_info["id"], body.reason)
+    return _json(resource_json(res))
+
+
+@web.middleware
+async def errors(request: web.Request, handler: Any) -> web.StreamResponse:
+    """Turn refusals and HTTP errors under /api/ into the JSON error body."""
+    try:
+        return await handler(request)  # type: ignore[no-any-return]
+    except Refused as refusal:
+        return error_response(refusal.code, refusal.message)
+    except ApiError as err:
+        return error_response(err.code, err.message, err.status)
+    except web.HTTPRequestEntityTooLarge:
+        return error_response(Code.TOO_LARGE, "the request body is larger than 64 KiB")
+    except web.HTTPException as exc:
+        if not request.path.startswith("/api/") or exc.status < 400:
+            raise
+        code = Code.NOT_FOUND if exc.status in (404, 405) else Code.MALFORMED_REQUEST
+        return error_response(code, f"{exc.reason}: {request.method} {request.path}", exc.status)

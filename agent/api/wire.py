@@ -1,0 +1,50 @@
+"""Helpers shared by the JSON-RPC and REST handlers: bodies, times, app keys."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from typing import Any
+
+from aiohttp import web
+
+from agent.authority import Authority
+
+MAX_BODY = 64 * 1024
+
+AUTHORITY = web.AppKey("authority", Authority)
+IDENTITY = web.AppKey("identity", str)
+
+
+class BadJSON(ValueError):
+    """The body is not JSON (or uses NaN/Infinity, which JSON does not have)."""
+
+
+def _no_constants(name: str) -> Any:
+    raise BadJSON(f"{name} is not valid JSON")
+
+
+def parse_json(body: bytes) -> Any:
+    """Parse a request body strictly; raise BadJSON with the reason."""
+    try:
+        return json.loads(body.decode("utf-8"), parse_constant=_no_constants)
+    except UnicodeDecodeError as exc:
+        raise BadJSON("the body is not UTF-8") from exc
+    except json.JSONDecodeError as exc:
+        raise BadJSON(f"malformed JSON: {exc}") from exc
+
+
+def local_offset(epoch: float) -> int:
+    """The machine's UTC offset at that instant, in seconds."""
+    offset = datetime.fromtimestamp(epoch).astimezone().utcoffset()
+    return int(offset.total_seconds()) if offset is not None else 0
+
+
+def isotime(epoch: float) -> str:
+    """ISO 8601 with the local offset, to the second: 2026-11-24T10:15:30+01:00."""
+    return datetime.fromtimestamp(epoch).astimezone().isoformat(timespec="seconds")
+
+
+def dumps(value: Any) -> str:
+    """Compact JSON for responses."""
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)

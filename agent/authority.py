@@ -1,0 +1,159 @@
+"""The lock authority: registry rules made durable, timed and observable.
+
+Every command runs the registry's rule, commits the resulting events to the
+store, and only then answers; committed events go to the event bus in commit
+order. Facts from sources (a device came or went) take the same path but
+nobody waits for them. One timer, always set to the registry's next deadline,
+expires reservations and leases and ends grace periods on time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Sequence
+
+from agent.events import EventBus
+from agent.model import Description, Event, Hold, Holder, Resource
+from agent.registry import Registry
+from agent.store import HistoryEntry, Store
+
+log = logging.getLogger(__name__)
+
+
+class Authority:
+    """The single place where holds change; the API and sources call it."""
+
+    def __init__(
+        self,
+        registry: Registry,
+        store: Store,
+        bus: EventBus,
+        clock: Callable[[], float],
+        on_fatal: Callable[[BaseException], None],
+    ) -> None:
+        self.registry = registry
+        self.bus = bus
+        self._store = store
+        self._clock = clock
+        self._on_fatal = on_fatal
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at: float | None = None
+
+    # ---------------------------------------------------------------- commands
+
+    async def reserve(self, resource_id: str, timeout: float, holder: Holder) -> Hold:
+        """Reserve; answers once the reservation is on disk."""
+        hold, events = self.registry.reserve(resource_id, timeout, holder)
+        await self._commit(events)
+        return hold
+
+    async def lock(
+        self, resource_id: str, key: str | None, holder: Holder, lease: float | None = None
+    ) -> Hold:
+        """Lock (a reservation, or a free resource without key); durable on return."""
+        hold, events = self.registry.lock(resource_id, key, holder, lease)
+        await self._commit(events)
+        return hold
+
+    async def release(self, resource_id: str, key: str | None, force: bool = False) -> Hold:
+        """Release; durable on return. Answers the hold that ended."""
+        hold, events = self.registry.release(resource_id, key, force)
+        await self._commit(events)
+        return hold
+
+    async def renew(self, resource_id: str, key: str, seconds: float | None = None) -> Hold:
+        """Push a hold's deadline; durable on return."""
+        hold, events = self.registry.renew(resource_id, key, seconds)
+        await self._commit(events)
+        return hold
+
+    async def enable(self, resource_id: str) -> Resource:
+        """Enable; durable on return."""
+        await self._commit(self.registry.enable(resource_id))
+        return self.registry.get(resource_id)
+
+    async def disable(self, resource_id: str, reason: str = "") -> Resource:
+        """Disable; durable on return."""
+        await self._commit(self.registry.disable(resource_id, reason))
+        return self.registry.get(resource_id)
+
+    async def history(self, resource_id: str, limit: int) -> list[HistoryEntry]:
+        """Past and present holds of a known resource, newest first."""
+        self.registry.get(resource_id)  # refuses an unknown id
+        return await self._store.history(resource_id, limit)
+
+    # ------------------------------------------------------ facts from sources
+
+    def describe(self, desc: Description) -> None:
+        """A source sees this resource now."""
+        self._record(self.registry.describe(desc))
+
+    def vanish(self, resource_id: str) -> None:
+        """A source no longer sees this resource."""
+        self._record(self.registry.vanish(resource_id))
+
+    def set_health(self, resource_id: str, reason: str | None) -> None:
+        """A source says the resource is unusable (reason) or usable (None)."""
+        self._record(self.registry.set_health(resource_id, reason))
+
+    # ---------------------------------------------------------------- plumbing
+
+    def start(self) -> None:
+        """Apply deadlines that passed while the agent was down, and arm the timer."""
+        self._record(self.registry.tick())
+        self._arm()
+
+    def stop(self) -> None:
+        """Cancel the timer."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    async def _commit(self, events: Sequence[Event]) -> None:
+        if events:
+            await self._write(events)
+
+    def _record(self, events: Sequence[Event]) -> None:
+        if events:
+            future = self._write(events)
+            future.add_done_callback(lambda f: f.cancelled() or f.exception())
+
+    def _write(self, events: Sequence[Event]) -> asyncio.Future[None]:
+        future = self._store.write(events)
+        # Published from the commit callback, so sinks see commit order and
+        # never hear of a change that is not on disk.
+        future.add_done_callback(lambda f: self._committed(f, events))
+        self._arm()
+        return future
+
+    def _committed(self, future: asyncio.Future[None], events: Sequence[Event]) -> None:
+        if future.cancelled():
+            return
+        exc = future.exception()
+        if exc is not None:
+            # Memory is now ahead of disk; only a restart from disk is consistent.
+            log.critical("state could not be saved, stopping: %s", exc)
+            self._on_fatal(exc)
+            return
+        self.bus.publish(events)
+
+    def _arm(self) -> None:
+        deadline = self.registry.next_deadline()
+        if deadline == self._timer_at and self._timer is not None:
+            return
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self._timer_at = deadline
+        if deadline is not None:
+            loop = asyncio.get_running_loop()
+            # A hair late rather than early: an early wake-up would find nothing due.
+            delay = max(0.0, deadline - self._clock()) + 0.001
+            self._timer = loop.call_later(delay, self._on_timer)
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        self._timer_at = None
+        self._record(self.registry.tick())
+        self._arm()

@@ -1,0 +1,65 @@
+"""A small blocking client of the agent's REST API, for the command line."""
+
+from __future__ import annotations
+
+import json
+import urllib.error
+import urllib.request
+from typing import Any
+from urllib.parse import quote
+
+
+class Unreachable(Exception):
+    """No agent answered at the URL."""
+
+
+class ApiRefusal(Exception):
+    """The agent answered with an error body."""
+
+    def __init__(self, status: int, code: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+
+
+class Client:
+    """Calls ``/api/`` on one agent."""
+
+    def __init__(self, url: str, timeout: float = 10.0) -> None:
+        self.url = url.rstrip("/")
+        self.timeout = timeout
+
+    def get(self, path: str) -> Any:
+        """GET ``/api/<path>``."""
+        return self._call("GET", path, None)
+
+    def post(self, path: str, body: dict[str, Any]) -> Any:
+        """POST a JSON body to ``/api/<path>``."""
+        return self._call("POST", path, body)
+
+    def resource_path(self, resource_id: str, action: str = "") -> str:
+        """``resources/<id>[/<action>]`` with the id quoted for the URL."""
+        path = f"resources/{quote(resource_id, safe='')}"
+        return f"{path}/{action}" if action else path
+
+    def _call(self, method: str, path: str, body: dict[str, Any] | None) -> Any:
+        data = json.dumps(body).encode() if body is not None else None
+        req = urllib.request.Request(
+            f"{self.url}/api/{path}",
+            data=data,
+            method=method,
+            headers={"Content-Type": "application/json"} if data is not None else {},
+        )
+        try:
+            with urllib.request.urlopen(req, timeout=self.timeout) as resp:
+                return json.loads(resp.read())
+        except urllib.error.HTTPError as exc:
+            try:
+                err = json.loads(exc.read())["error"]
+                raise ApiRefusal(exc.code, int(err["code"]), str(err["message"])) from exc
+            except (ValueError, KeyError, TypeError):
+                raise ApiRefusal(exc.code, 0, f"HTTP {exc.code} {exc.reason}") from exc
+        except (urllib.error.URLError, OSError) as exc:
+            reason = getattr(exc, "reason", exc)
+            raise Unreachable(f"no agent at {self.url}: {reason}") from exc

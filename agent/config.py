@@ -1,0 +1,235 @@
+"""The TOML config file, validated into typed settings.
+
+pydantic does the checking: strict types (TOML has real ones, so "30" is not a
+number of seconds), unknown keys refused, and every error located by its key
+path, which ``ConfigError`` turns into one line naming file, key and problem.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+import tomllib
+from pathlib import Path
+from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+DEFAULT_CONFIG = Path("/etc/resource-agent/agent.toml")
+SYSTEM_STATE_DIR = Path("/var/lib/resource-agent")
+
+# Resource ids travel in URLs, Jenkins metadata names and environment names.
+ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:@+-]{0,127}$"
+# Metadata names become parts of dotted Jenkins paths and env variable names.
+METADATA_NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
+
+Seconds = Annotated[float, Field(gt=0, le=7 * 24 * 3600)]
+
+
+class ConfigError(Exception):
+    """The config cannot be used; the message names the file, key and problem."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(strict=True, extra="forbid", frozen=True)
+
+
+def short_hostname() -> str:
+    """The machine's host name without its domain."""
+    return socket.gethostname().split(".", 1)[0] or "localhost"
+
+
+def parse_hostport(value: str, default_host: str = "") -> tuple[str, int]:
+    """Split ``HOST:PORT`` (``[v6]:PORT`` for IPv6) and check the port."""
+    host, sep, port = value.rpartition(":")
+    if not sep or not port.isdigit():
+        raise ValueError(f"expected HOST:PORT, got {value!r}")
+    number = int(port)
+    if not 0 <= number <= 65535:
+        raise ValueError(f"port {number} is out of range 0-65535")
+    host = host.removeprefix("[").removesuffix("]") or default_host
+    return host, number
+
+
+class AgentSection(_Section):
+    """``[agent]``: who this agent is and where it keeps its state."""
+
+    node: str = Field(default_factory=short_hostname, min_length=1)
+    state_dir: str | None = None
+    identity: str | None = None
+    grace_period: Seconds = 30.0
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+
+    @property
+    def client_identity(self) -> str:
+        """The clientInfo id of holds taken locally (REST, CLI)."""
+        return self.identity or f"resource-agent://{socket.gethostname()}"
+
+
+class ServerSection(_Section):
+    """``[server]``: the HTTP listener for JSON-RPC and REST."""
+
+    # Jenkins' ResourceMonitor manager hard-codes port 8080.
+    listen: str = "0.0.0.0:8080"
+
+    @field_validator("listen")
+    @classmethod
+    def _check_listen(cls, value: str) -> str:
+        parse_hostport(value)
+        return value
+
+    @property
+    def address(self) -> tuple[str, int]:
+        """(host, port) to bind."""
+        return parse_hostport(self.listen, "0.0.0.0")
+
+
+class UdevSection(_Section):
+    """``[udev]``: hotplug discovery."""
+
+    enabled: bool = True
+
+
+class AdbSection(_Section):
+    """``[adb]``: the adb server that tracks Android phones."""
+
+    server: str = "127.0.0.1:5037"
+    allow_remote: bool = False
+    battery_interval: Seconds = 300.0
+
+    @field_validator("server")
+    @classmethod
+    def _check_server(cls, value: str) -> str:
+        host, port = parse_hostport(value)
+        if not host or port == 0:
+            raise ValueError(f"expected HOST:PORT of the adb server, got {value!r}")
+        return value
+
+
+class CoordinatorSection(_Section):
+    """``[[coordinator]]``: one Jenkins controller to keep informed."""
+
+    url: str
+    node: str | None = None
+    tree: str = Field(default="external-resources", min_length=1)
+    user: str | None = None
+    token_file: str | None = None
+    ca_file: str | None = None
+    verify: bool = True
+    timeout: Seconds = 10.0
+
+    @field_validator("url")
+    @classmethod
+    def _check_url(cls, value: str) -> str:
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise ValueError(f"expected an http(s) URL of a Jenkins root, got {value!r}")
+        return value if value.endswith("/") else value + "/"
+
+    @model_validator(mode="after")
+    def _check_credentials(self) -> CoordinatorSection:
+        if (self.user is None) != (self.token_file is None):
+            raise ValueError("user and token_file go together: give both or neither")
+        return self
+
+
+class StaticResource(_Section):
+    """``[[resource]]``: a resource declared by hand (always present)."""
+
+    id: str = Field(pattern=ID_PATTERN)
+    name: str | None = None
+    description: str = ""
+    metadata: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("metadata")
+    @classmethod
+    def _check_names(cls, value: dict[str, str]) -> dict[str, str]:
+        for name in value:
+            if not METADATA_NAME.match(name):
+                raise ValueError(
+                    f"metadata name {name!r} must be lower-case letters, digits, '.', '_' or '-'"
+                )
+        return value
+
+
+class Settings(_Section):
+    """The whole configuration."""
+
+    agent: AgentSection = Field(default_factory=AgentSection)
+    server: ServerSection = Field(default_factory=ServerSection)
+    udev: UdevSection = Field(default_factory=UdevSection)
+    adb: AdbSection = Field(default_factory=AdbSection)
+    coordinator: list[CoordinatorSection] = Field(default_factory=list)
+    resource: list[StaticResource] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _check_unique_ids(self) -> Settings:
+        seen: set[str] = set()
+        for res in self.resource:
+            if res.id in seen:
+                raise ValueError(f"resource id {res.id!r} is declared twice")
+            seen.add(res.id)
+        return self
+
+
+def _describe_error(err: Any) -> str:
+    loc = ""
+    for part in err["loc"]:
+        loc += f"[{part}]" if isinstance(part, int) else (f".{part}" if loc else str(part))
+    msg = str(err["msg"]).removeprefix("Value error, ")
+    if err["type"] == "extra_forbidden":
+        msg = "unknown key"
+    return f"{loc}: {msg}" if loc else msg
+
+
+def load_settings(path: Path | None) -> Settings:
+    """Read and validate ``path``; None means built-in defaults."""
+    if path is None:
+        return Settings()
+    try:
+        with path.open("rb") as f:
+            data = tomllib.load(f)
+    except OSError as exc:
+        raise ConfigError(f"config {path}: cannot read: {exc.strerror or exc}") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config {path}: not valid TOML: {exc}") from exc
+    try:
+        return Settings.model_validate(data)
+    except ValidationError as exc:
+        first = _describe_error(exc.errors()[0])
+        more = len(exc.errors()) - 1
+        suffix = f" (and {more} more problem{'s' if more > 1 else ''})" if more else ""
+        raise ConfigError(f"config {path}: {first}{suffix}") from exc
+
+
+def find_config(explicit: Path | None) -> Path | None:
+    """``--config``, else ``$RESOURCE_AGENT_CONFIG``, else the system file if present."""
+    if explicit is not None:
+        return explicit
+    env = os.environ.get("RESOURCE_AGENT_CONFIG")
+    if env:
+        return Path(env)
+    return DEFAULT_CONFIG if DEFAULT_CONFIG.exists() else None
+
+
+def resolve_state_dir(settings: Settings) -> Path:
+    """The configured state dir, else systemd's, else the system one, else the user's."""
+    if settings.agent.state_dir:
+        return Path(settings.agent.state_dir)
+    if os.environ.get("STATE_DIRECTORY"):  # systemd's StateDirectory=
+        return Path(os.environ["STATE_DIRECTORY"].split(":")[0])
+    if SYSTEM_STATE_DIR.is_dir() and os.access(SYSTEM_STATE_DIR, os.W_OK):
+        return SYSTEM_STATE_DIR
+    if not SYSTEM_STATE_DIR.exists() and os.access(SYSTEM_STATE_DIR.parent, os.W_OK):
+        return SYSTEM_STATE_DIR
+    xdg = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return Path(xdg) / "resource-agent"

@@ -1,0 +1,112 @@
+"""The composition root: builds every part from the settings and runs them."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import time
+from pathlib import Path
+from typing import Protocol
+
+from aiohttp import web
+
+from agent.api.app import make_app
+from agent.authority import Authority
+from agent.config import Settings
+from agent.events import EventBus
+from agent.model import Description, Kind
+from agent.registry import Registry
+from agent.store import Store
+
+log = logging.getLogger(__name__)
+
+
+class Component(Protocol):
+    """A part that runs beside the API: a source or a sink."""
+
+    async def start(self) -> None:
+        """Start; return once the part's initial work (a coldplug, say) is done."""
+
+    async def stop(self) -> None:
+        """Stop and release what it holds."""
+
+
+def static_descriptions(settings: Settings) -> list[Description]:
+    """The ``[[resource]]`` entries as source facts."""
+    return [
+        Description(
+            id=r.id,
+            name=r.name or r.id,
+            kind=Kind.STATIC,
+            description=r.description,
+            metadata=dict(r.metadata),
+        )
+        for r in settings.resource
+    ]
+
+
+class Daemon:
+    """One agent: store, registry, authority, sources, sinks and the HTTP API."""
+
+    def __init__(self, settings: Settings, state_dir: Path) -> None:
+        self.settings = settings
+        self.state_dir = state_dir
+        self._stop = asyncio.Event()
+        self._exit_code = 0
+
+    def request_stop(self, exit_code: int = 0) -> None:
+        """Begin an orderly shutdown."""
+        self._exit_code = max(self._exit_code, exit_code)
+        self._stop.set()
+
+    def _fatal(self, exc: BaseException) -> None:
+        self.request_stop(1)
+
+    async def run(self) -> int:
+        """Run until SIGTERM/SIGINT (exit 0) or a fatal error (exit 1)."""
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self.request_stop)
+        clock = time.time
+        store = Store(self.state_dir / "state.db", clock)
+        registry = Registry(clock, grace=self.settings.agent.grace_period)
+        registry.restore(store.load())
+        store.start()
+        authority = Authority(registry, store, EventBus(), clock, self._fatal)
+        for desc in static_descriptions(self.settings):
+            authority.describe(desc)
+        authority.start()
+        components: list[Component] = []
+        runner = web.AppRunner(
+            make_app(authority, self.settings.agent.client_identity),
+            handle_signals=False,
+            access_log=None,
+        )
+        try:
+            for component in components:
+                await component.start()
+            await runner.setup()
+            host, port = self.settings.server.address
+            site = web.TCPSite(runner, host, port, shutdown_timeout=10.0, reuse_address=True)
+            try:
+                await site.start()
+            except OSError as exc:
+                log.error("cannot listen on %s: %s", self.settings.server.listen, exc.strerror)
+                return 1
+            log.info(
+                "serving %d resources on %s (state in %s)",
+                len(registry),
+                self.settings.server.listen,
+                self.state_dir,
+            )
+            await self._stop.wait()
+            log.info("stopping")
+        finally:
+            # Stop accepting and finish in-flight requests before the store closes.
+            await runner.cleanup()
+            for component in reversed(components):
+                await component.stop()
+            authority.stop()
+            await store.close()
+        return self._exit_code

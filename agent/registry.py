@@ -1,0 +1,348 @@
+"""The rules: who may hold what, and what every change means. No I/O.
+
+The registry is plain synchronous Python with an injected clock and key source.
+Every method that changes something returns the events it caused; callers make
+them durable and tell the sinks. Deadlines (reservation and lease expiry, the
+presence grace period) are enforced both by ``tick`` -- which the daemon calls
+on a timer at ``next_deadline`` -- and lazily before every command, so a late
+timer can never let an expired hold win.
+"""
+
+from __future__ import annotations
+
+import math
+import secrets
+from collections.abc import Callable, Iterable
+from dataclasses import replace
+from typing import NoReturn
+
+from agent.model import (
+    Code,
+    Description,
+    Event,
+    EventType,
+    Hold,
+    Holder,
+    HoldKind,
+    Kind,
+    Refused,
+    Resource,
+)
+
+# A reservation or lease longer than a week is a mistake, not a plan.
+MAX_SECONDS = 7 * 24 * 3600.0
+
+
+def new_key() -> str:
+    """An unguessable reservation key."""
+    return secrets.token_urlsafe(18)
+
+
+def _check_seconds(name: str, value: float) -> None:
+    if not math.isfinite(value) or value <= 0 or value > MAX_SECONDS:
+        raise Refused(
+            Code.INVALID_ARGUMENT,
+            f"{name} must be a number of seconds above 0 and at most {MAX_SECONDS:.0f}, "
+            f"got {value!r}",
+        )
+
+
+def _who(hold: Hold) -> str:
+    who = hold.holder.url or hold.holder.id
+    return f"{hold.kind.value} by {who}" if who else hold.kind.value
+
+
+class Registry:
+    """Resources and their holds, and every rule about them."""
+
+    def __init__(
+        self,
+        clock: Callable[[], float],
+        grace: float = 30.0,
+        key_source: Callable[[], str] = new_key,
+    ) -> None:
+        self._clock = clock
+        self._grace = grace
+        self._new_key = key_source
+        self._resources: dict[str, Resource] = {}
+        # The last key that expired on each resource, so a late lock or release
+        # with it is told "expired" rather than "wrong key".
+        self._expired_keys: dict[str, str] = {}
+
+    # ----------------------------------------------------------------- reading
+
+    def get(self, resource_id: str) -> Resource:
+        """The resource with this id, after applying any due deadline."""
+        self._settle(resource_id)
+        return self._require(resource_id)
+
+    def resources(self) -> list[Resource]:
+        """Every resource, sorted by id."""
+        return [self._resources[k] for k in sorted(self._resources)]
+
+    def __len__(self) -> int:
+        return len(self._resources)
+
+    def restore(self, resources: Iterable[Resource]) -> None:
+        """Load resources from the store, before any source has spoken.
+
+        Nothing is known to be present yet: each restored device starts its
+        grace period now, and the sources confirm the ones that are there.
+        Past deadlines are applied by the next ``tick``.
+        """
+        now = self._clock()
+        for res in resources:
+            self._resources[res.id] = replace(
+                res,
+                present=False,
+                absent_since=res.absent_since if res.gone else now,
+            )
+
+    # ---------------------------------------------------------------- commands
+
+    def reserve(self, resource_id: str, timeout: float, holder: Holder) -> tuple[Hold, list[Event]]:
+        """Reserve a free resource for ``timeout`` seconds; answer the new hold.
+
+        The same holder reserving its own live reservation again keeps the key
+        and gets a new deadline.
+        """
+        _check_seconds("timeout", timeout)
+        events = self._settle(resource_id)
+        res = self._require(resource_id)
+        now = self._clock()
+        if res.hold is not None:
+            if res.hold.kind is HoldKind.RESERVED and res.hold.holder == holder:
+                hold = replace(res.hold, expires=now + timeout, duration=timeout)
+                events.append(self._put(replace(res, hold=hold), EventType.RENEWED, hold))
+                return hold, events
+            raise Refused(Code.HELD, f"resource {resource_id} is {_who(res.hold)}")
+        self._check_usable(res)
+        hold = Hold(HoldKind.RESERVED, self._new_key(), holder, now, now + timeout, timeout)
+        events.append(self._put(replace(res, hold=hold), EventType.RESERVED, hold))
+        return hold, events
+
+    def lock(
+        self,
+        resource_id: str,
+        key: str | None,
+        holder: Holder,
+        lease: float | None = None,
+    ) -> tuple[Hold, list[Event]]:
+        """Turn the reservation held with ``key`` into a lock.
+
+        Without a key, lock a free resource directly (a person or a script).
+        Locking one's own lock again is answered with the same hold.
+        """
+        if lease is not None:
+            _check_seconds("lease", lease)
+        events = self._settle(resource_id)
+        res = self._require(resource_id)
+        now = self._clock()
+        expires = None if lease is None else now + lease
+        if res.hold is not None:
+            if key is None or key != res.hold.key:
+                self._refuse_key(resource_id, key, res.hold)
+            if res.hold.kind is HoldKind.LOCKED:
+                return res.hold, events
+            # The key is the capability: Jenkins reserves as the queued task and
+            # locks as the build, so the holder is updated rather than compared.
+            hold = Hold(HoldKind.LOCKED, res.hold.key, holder, now, expires, lease)
+            events.append(self._put(replace(res, hold=hold), EventType.LOCKED, hold))
+            return hold, events
+        if key is not None:
+            self._refuse_key(resource_id, key, None)
+        self._check_usable(res)
+        hold = Hold(HoldKind.LOCKED, self._new_key(), holder, now, expires, lease)
+        events.append(self._put(replace(res, hold=hold), EventType.LOCKED, hold))
+        return hold, events
+
+    def release(
+        self, resource_id: str, key: str | None, force: bool = False
+    ) -> tuple[Hold, list[Event]]:
+        """Drop the hold held with ``key`` (any hold with ``force``); answer it."""
+        events = self._settle(resource_id)
+        res = self._require(resource_id)
+        if res.hold is None:
+            if key is not None and self._expired_keys.get(resource_id) == key:
+                self._refuse_key(resource_id, key, None)
+            raise Refused(Code.NOT_HELD, f"resource {resource_id} is not reserved or locked")
+        if not force and key != res.hold.key:
+            self._refuse_key(resource_id, key, res.hold)
+        hold = res.hold
+        reason = "forced" if force and key != hold.key else "released"
+        events.append(self._put(replace(res, hold=None), EventType.RELEASED, hold, reason))
+        return hold, events
+
+    def renew(
+        self, resource_id: str, key: str, seconds: float | None = None
+    ) -> tuple[Hold, list[Event]]:
+        """Push the deadline of the hold held with ``key`` ``seconds`` from now.
+
+        Without ``seconds`` the hold's own duration is used again; a lock
+        without a lease gets one only when ``seconds`` is given.
+        """
+        if seconds is not None:
+            _check_seconds("lease", seconds)
+        events = self._settle(resource_id)
+        res = self._require(resource_id)
+        if res.hold is None or key != res.hold.key:
+            self._refuse_key(resource_id, key, res.hold)
+        duration = seconds if seconds is not None else res.hold.duration
+        if duration is None:
+            raise Refused(
+                Code.NO_LEASE,
+                f"the lock on {resource_id} has no lease to renew; give a lease length",
+            )
+        hold = replace(res.hold, expires=self._clock() + duration, duration=duration)
+        events.append(self._put(replace(res, hold=hold), EventType.RENEWED, hold))
+        return hold, events
+
+    def enable(self, resource_id: str) -> list[Event]:
+        """Let the resource take new holds again."""
+        events = self._settle(resource_id)
+        res = self._require(resource_id)
+        if not res.enabled:
+            events.append(
+                self._put(replace(res, enabled=True, disabled_reason=""), EventType.ENABLED)
+            )
+        return events
+
+    def disable(self, resource_id: str, reason: str = "") -> list[Event]:
+        """Refuse new holds on the resource; an existing hold stays."""
+        events = self._settle(resource_id)
+        res = self._require(resource_id)
+        if res.enabled or res.disabled_reason != reason:
+            events.append(
+                self._put(
+                    replace(res, enabled=False, disabled_reason=reason),
+                    EventType.DISABLED,
+                    reason=reason,
+                )
+            )
+        return events
+
+    # ------------------------------------------------------ facts from sources
+
+    def describe(self, desc: Description) -> list[Event]:
+        """A source sees this resource now, described so: add or update it."""
+        old = self._resources.get(desc.id)
+        if old is None:
+            res = Resource(
+                id=desc.id,
+                name=desc.name,
+                kind=desc.kind,
+                description=desc.description,
+                metadata=dict(desc.metadata),
+            )
+            return [self._put(res, EventType.ADDED)]
+        new = replace(
+            old,
+            name=desc.name,
+            kind=desc.kind,
+            description=desc.description,
+            metadata=dict(desc.metadata),
+            present=True,
+            absent_since=None,
+            gone=False,
+        )
+        return [self._put(new, EventType.UPDATED)] if new != old else []
+
+    def vanish(self, resource_id: str) -> list[Event]:
+        """The resource is no longer seen. Its hold stays; the grace period starts."""
+        res = self._resources.get(resource_id)
+        if res is None or not res.present:
+            return []
+        new = replace(res, present=False, absent_since=self._clock())
+        return [self._put(new, EventType.UPDATED)]
+
+    def set_health(self, resource_id: str, reason: str | None) -> list[Event]:
+        """Present but unusable (``reason``), or usable again (None)."""
+        res = self._resources.get(resource_id)
+        if res is None or res.health == reason:
+            return []
+        return [self._put(replace(res, health=reason), EventType.UPDATED)]
+
+    def present_ids(self, kind: Kind | None = None) -> set[str]:
+        """Ids of present resources, optionally of one kind."""
+        return {
+            r.id for r in self._resources.values() if r.present and (kind is None or r.kind is kind)
+        }
+
+    # -------------------------------------------------------------------- time
+
+    def next_deadline(self) -> float | None:
+        """When ``tick`` next has something to do, or None."""
+        deadlines = [d for r in self._resources.values() if (d := self._deadline(r)) is not None]
+        return min(deadlines, default=None)
+
+    def tick(self) -> list[Event]:
+        """Expire what is due: reservations, leases, and grace periods."""
+        events: list[Event] = []
+        for resource_id in list(self._resources):
+            events.extend(self._settle(resource_id))
+        return events
+
+    # ---------------------------------------------------------------- internal
+
+    def _deadline(self, res: Resource) -> float | None:
+        candidates = []
+        if res.hold is not None and res.hold.expires is not None:
+            candidates.append(res.hold.expires)
+        if not res.present and not res.gone and res.absent_since is not None:
+            candidates.append(res.absent_since + self._grace)
+        return min(candidates, default=None)
+
+    def _settle(self, resource_id: str) -> list[Event]:
+        res = self._resources.get(resource_id)
+        if res is None:
+            return []
+        now = self._clock()
+        events: list[Event] = []
+        hold = res.hold
+        if hold is not None and hold.expires is not None and hold.expires <= now:
+            self._expired_keys[resource_id] = hold.key
+            reason = "reservation expired" if hold.kind is HoldKind.RESERVED else "lease expired"
+            res = replace(res, hold=None)
+            events.append(self._put(res, EventType.EXPIRED, hold, reason))
+        if (
+            not res.present
+            and not res.gone
+            and res.absent_since is not None
+            and res.absent_since + self._grace <= now
+        ):
+            events.append(self._put(replace(res, gone=True), EventType.GONE))
+        return events
+
+    def _require(self, resource_id: str) -> Resource:
+        res = self._resources.get(resource_id)
+        if res is None:
+            raise Refused(Code.UNKNOWN_RESOURCE, f"no resource with id {resource_id!r}")
+        return res
+
+    def _check_usable(self, res: Resource) -> None:
+        if not res.enabled:
+            why = f": {res.disabled_reason}" if res.disabled_reason else ""
+            raise Refused(Code.DISABLED, f"resource {res.id} is disabled{why}")
+        if not res.present:
+            raise Refused(Code.ABSENT, f"resource {res.id} is not connected")
+        if res.health is not None:
+            raise Refused(Code.UNHEALTHY, f"resource {res.id} is not usable: {res.health}")
+
+    def _refuse_key(self, resource_id: str, key: str | None, hold: Hold | None) -> NoReturn:
+        if hold is None and key is not None and self._expired_keys.get(resource_id) == key:
+            raise Refused(Code.EXPIRED, f"the hold on {resource_id} with this key has expired")
+        if hold is None:
+            raise Refused(Code.WRONG_KEY, f"resource {resource_id} has no hold with this key")
+        if key is None:
+            raise Refused(Code.HELD, f"resource {resource_id} is {_who(hold)}")
+        raise Refused(Code.WRONG_KEY, f"wrong key for resource {resource_id}: {_who(hold)}")
+
+    def _put(
+        self,
+        res: Resource,
+        type_: EventType,
+        hold: Hold | None = None,
+        reason: str = "",
+    ) -> Event:
+        self._resources[res.id] = res
+        return Event(type_, res, hold, reason)
