@@ -102,6 +102,7 @@ class UdevSection(_Section):
 class AdbSection(_Section):
     """``[adb]``: the adb server that tracks Android phones."""
 
+    enabled: bool = True
     server: str = "127.0.0.1:5037"
     allow_remote: bool = False
     battery_interval: Seconds = 300.0

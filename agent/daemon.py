@@ -14,6 +14,7 @@ from aiohttp import web
 from agent.api.app import make_app
 from agent.authority import Authority
 from agent.config import Settings
+from agent.discovery.inventory import Inventory
 from agent.events import EventBus
 from agent.model import Description, Kind
 from agent.registry import Registry
@@ -77,7 +78,9 @@ class Daemon:
         for desc in static_descriptions(self.settings):
             authority.describe(desc)
         authority.start()
+        inventory = Inventory(authority, adb_enabled=self.settings.adb.enabled)
         components: list[Component] = []
+        # Sources are added here (udev, adb), then sinks (coordinator sync).
         runner = web.AppRunner(
             make_app(authority, self.settings.agent.client_identity),
             handle_signals=False,
