@@ -225,6 +225,9 @@ class Registry:
 
     def describe(self, desc: Description) -> list[Event]:
         """A source sees this resource now, described so: add or update it."""
+        # Deadlines that passed before this fact are applied first, so a device
+        # that was away past its grace period is reported GONE, then back.
+        events = self._settle(desc.id)
         old = self._resources.get(desc.id)
         if old is None:
             res = Resource(
@@ -245,22 +248,28 @@ class Registry:
             absent_since=None,
             gone=False,
         )
-        return [self._put(new, EventType.UPDATED)] if new != old else []
+        if new != old:
+            events.append(self._put(new, EventType.UPDATED))
+        return events
 
     def vanish(self, resource_id: str) -> list[Event]:
         """The resource is no longer seen. Its hold stays; the grace period starts."""
+        events = self._settle(resource_id)
         res = self._resources.get(resource_id)
         if res is None or not res.present:
-            return []
+            return events
         new = replace(res, present=False, absent_since=self._clock())
-        return [self._put(new, EventType.UPDATED)]
+        events.append(self._put(new, EventType.UPDATED))
+        return events
 
     def set_health(self, resource_id: str, reason: str | None) -> list[Event]:
         """Present but unusable (``reason``), or usable again (None)."""
+        events = self._settle(resource_id)
         res = self._resources.get(resource_id)
         if res is None or res.health == reason:
-            return []
-        return [self._put(replace(res, health=reason), EventType.UPDATED)]
+            return events
+        events.append(self._put(replace(res, health=reason), EventType.UPDATED))
+        return events
 
     def present_ids(self, kind: Kind | None = None) -> set[str]:
         """Ids of present resources, optionally of one kind."""
@@ -329,7 +338,9 @@ class Registry:
             raise Refused(Code.UNHEALTHY, f"resource {res.id} is not usable: {res.health}")
 
     def _refuse_key(self, resource_id: str, key: str | None, hold: Hold | None) -> NoReturn:
-        if hold is None and key is not None and self._expired_keys.get(resource_id) == key:
+        # Checked before the current hold: whoever took the resource since, the
+        # caller's problem is that its own hold ran out.
+        if key is not None and self._expired_keys.get(resource_id) == key:
             raise Refused(Code.EXPIRED, f"the hold on {resource_id} with this key has expired")
         if hold is None:
             raise Refused(Code.WRONG_KEY, f"resource {resource_id} has no hold with this key")
