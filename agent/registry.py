@@ -10,11 +10,12 @@ timer can never let an expired hold win.
 
 from __future__ import annotations
 
+import functools
 import math
 import secrets
 from collections.abc import Callable, Iterable
 from dataclasses import replace
-from typing import NoReturn
+from typing import Concatenate, NoReturn, ParamSpec, TypeVar
 
 from agent.model import (
     Code,
@@ -31,6 +32,9 @@ from agent.model import (
 
 # A reservation or lease longer than a week is a mistake, not a plan.
 MAX_SECONDS = 7 * 24 * 3600.0
+
+P = ParamSpec("P")
+R = TypeVar("R")
 
 
 def new_key() -> str:
@@ -52,8 +56,39 @@ def _who(hold: Hold) -> str:
     return f"{hold.kind.value} by {who}" if who else hold.kind.value
 
 
+def _refusal_changes_nothing(
+    command: Callable[Concatenate[Registry, str, P], R],
+) -> Callable[Concatenate[Registry, str, P], R]:
+    """Undo the deadlines a command applied on its way to a refusal.
+
+    A refused command has no events to return, so the expiry it applied lazily
+    would reach neither the store nor the sinks; left undone, the next ``tick``
+    applies and reports it.
+    """
+
+    @functools.wraps(command)
+    def run(self: Registry, resource_id: str, /, *args: P.args, **kwargs: P.kwargs) -> R:
+        res = self._resources.get(resource_id)
+        expired_key = self._expired_keys.get(resource_id)
+        try:
+            return command(self, resource_id, *args, **kwargs)
+        except Refused:
+            if res is not None:
+                self._resources[resource_id] = res
+            if expired_key is None:
+                self._expired_keys.pop(resource_id, None)
+            else:
+                self._expired_keys[resource_id] = expired_key
+            raise
+
+    return run
+
+
 class Registry:
-    """Resources and their holds, and every rule about them."""
+    """Resources and their holds, and every rule about them.
+
+    A refused command changes nothing; reading changes nothing.
+    """
 
     def __init__(
         self,
@@ -72,13 +107,16 @@ class Registry:
     # ----------------------------------------------------------------- reading
 
     def get(self, resource_id: str) -> Resource:
-        """The resource with this id, after applying any due deadline."""
-        self._settle(resource_id)
-        return self._require(resource_id)
+        """The resource with this id as it is now, due deadlines shown applied.
+
+        Reading changes nothing: the events of those deadlines are the next
+        ``tick``'s, so none is lost on the way to the store and the sinks.
+        """
+        return self._due(self._require(resource_id))[0]
 
     def resources(self) -> list[Resource]:
-        """Every resource, sorted by id."""
-        return [self._resources[k] for k in sorted(self._resources)]
+        """Every resource as it is now (like ``get``), sorted by id."""
+        return [self._due(self._resources[k])[0] for k in sorted(self._resources)]
 
     def __len__(self) -> int:
         return len(self._resources)
@@ -100,6 +138,7 @@ class Registry:
 
     # ---------------------------------------------------------------- commands
 
+    @_refusal_changes_nothing
     def reserve(self, resource_id: str, timeout: float, holder: Holder) -> tuple[Hold, list[Event]]:
         """Reserve a free resource for ``timeout`` seconds; answer the new hold.
 
@@ -121,6 +160,7 @@ class Registry:
         events.append(self._put(replace(res, hold=hold), EventType.RESERVED, hold))
         return hold, events
 
+    @_refusal_changes_nothing
     def lock(
         self,
         resource_id: str,
@@ -156,6 +196,7 @@ class Registry:
         events.append(self._put(replace(res, hold=hold), EventType.LOCKED, hold))
         return hold, events
 
+    @_refusal_changes_nothing
     def release(
         self, resource_id: str, key: str | None, force: bool = False
     ) -> tuple[Hold, list[Event]]:
@@ -173,6 +214,7 @@ class Registry:
         events.append(self._put(replace(res, hold=None), EventType.RELEASED, hold, reason))
         return hold, events
 
+    @_refusal_changes_nothing
     def renew(
         self, resource_id: str, key: str, seconds: float | None = None
     ) -> tuple[Hold, list[Event]]:
@@ -301,25 +343,35 @@ class Registry:
             candidates.append(res.absent_since + self._grace)
         return min(candidates, default=None)
 
-    def _settle(self, resource_id: str) -> list[Event]:
-        res = self._resources.get(resource_id)
-        if res is None:
-            return []
+    def _due(self, res: Resource) -> tuple[Resource, list[Event]]:
+        """The resource once the deadlines passed by now apply, and their events."""
         now = self._clock()
         events: list[Event] = []
         hold = res.hold
         if hold is not None and hold.expires is not None and hold.expires <= now:
-            self._expired_keys[resource_id] = hold.key
             reason = "reservation expired" if hold.kind is HoldKind.RESERVED else "lease expired"
             res = replace(res, hold=None)
-            events.append(self._put(res, EventType.EXPIRED, hold, reason))
+            events.append(Event(EventType.EXPIRED, res, hold, reason))
         if (
             not res.present
             and not res.gone
             and res.absent_since is not None
             and res.absent_since + self._grace <= now
         ):
-            events.append(self._put(replace(res, gone=True), EventType.GONE))
+            res = replace(res, gone=True)
+            events.append(Event(EventType.GONE, res))
+        return res, events
+
+    def _settle(self, resource_id: str) -> list[Event]:
+        res = self._resources.get(resource_id)
+        if res is None:
+            return []
+        res, events = self._due(res)
+        if events:
+            self._resources[resource_id] = res
+        for event in events:
+            if event.type is EventType.EXPIRED and event.hold is not None:
+                self._expired_keys[resource_id] = event.hold.key
         return events
 
     def _require(self, resource_id: str) -> Resource:

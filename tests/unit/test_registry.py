@@ -388,11 +388,44 @@ def test_reservation_expires_lazily(reg: Registry, clock: FakeClock) -> None:
     assert reg.get("phone1").hold == hold
 
 
-def test_get_applies_deadline(reg: Registry, clock: FakeClock) -> None:
+def test_reading_shows_deadline_but_tick_reports_it(reg: Registry, clock: FakeClock) -> None:
     reg.reserve("phone1", 60, QUEUED)
-    clock.advance(60)
+    reg.vanish("phone2")
+    clock.advance(GRACE * 2)
     assert reg.get("phone1").hold is None
-    assert reg.tick() == []  # already applied, not twice
+    assert reg.get("phone2").gone
+    assert [(r.id, r.hold, r.gone) for r in reg.resources()] == [
+        ("phone1", None, False),
+        ("phone2", None, True),
+    ]
+    # Reading changed nothing: the events are not lost but the next tick's.
+    events = reg.tick()
+    assert [(e.type, e.resource.id) for e in events] == [
+        (EventType.EXPIRED, "phone1"),
+        (EventType.GONE, "phone2"),
+    ]
+    assert reg.tick() == []
+
+
+def test_refusal_leaves_due_expiry_to_tick(reg: Registry, clock: FakeClock) -> None:
+    """A refused command has no events to return, so it must change nothing."""
+    reserved, _ = reg.reserve("phone1", 60, QUEUED)
+    locked, _ = reg.lock("phone2", None, PERSON, 30)
+    clock.advance(60)
+    refused(Code.EXPIRED, reg.lock, "phone1", reserved.key, BUILD)
+    refused(Code.EXPIRED, reg.release, "phone1", reserved.key)
+    refused(Code.EXPIRED, reg.renew, "phone1", reserved.key)
+    refused(Code.WRONG_KEY, reg.lock, "phone1", "guess", BUILD)
+    refused(Code.NOT_HELD, reg.release, "phone2", "guess")
+    refused(Code.INVALID_ARGUMENT, reg.reserve, "phone2", -1, OTHER)
+    assert types(reg.disable("phone2")) == [EventType.EXPIRED, EventType.DISABLED]
+    refused(Code.DISABLED, reg.reserve, "phone2", 60, OTHER)
+    events = reg.tick()
+    assert [(e.type, e.resource.id, e.hold) for e in events] == [
+        (EventType.EXPIRED, "phone1", reserved),
+    ]
+    refused(Code.EXPIRED, reg.lock, "phone1", reserved.key, BUILD)
+    refused(Code.EXPIRED, reg.renew, "phone2", locked.key)
 
 
 def test_next_deadline_is_earliest(reg: Registry, clock: FakeClock) -> None:
