@@ -218,3 +218,7 @@ def disable(url: str, resource_id: str, reason: str) -> None:
         lambda c: c.post(c.resource_path(resource_id, "disable"), {"reason": reason}),
         lambda d: click.echo(f"disabled {d['id']}"),
     )
+
+
+if __name__ == "__main__":
+    main()

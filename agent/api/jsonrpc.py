@@ -59,7 +59,8 @@ class LockParams(_Params):
 
 class ReleaseParams(_Params):
     resource: str
-    key: str
+    # Required, but null is a refusal (Jenkins lost the key), like Lock's.
+    key: str | None
     clientInfo: ClientInfo | None = None
 
 
