@@ -17,8 +17,10 @@ from agent.config import Settings
 from agent.discovery.inventory import Inventory
 from agent.events import EventBus
 from agent.model import Description, Kind
+from agent.notify import Notifier
 from agent.registry import Registry
 from agent.store import Store
+from agent.supervision import Supervision
 
 log = logging.getLogger(__name__)
 
@@ -78,6 +80,8 @@ class Daemon:
         for desc in static_descriptions(self.settings):
             authority.describe(desc)
         authority.start()
+        supervision = Supervision(Notifier(), registry.resources, len(self.settings.coordinator))
+        supervision.start(authority.bus)
         inventory = Inventory(authority, adb_enabled=self.settings.adb.enabled)
         components: list[Component] = []
         # Sources are added here (udev, adb), then sinks (coordinator sync).
@@ -103,8 +107,10 @@ class Daemon:
                 self.settings.server.listen,
                 self.state_dir,
             )
+            supervision.ready()  # systemd: READY=1 only now that state and listener are up
             await self._stop.wait()
             log.info("stopping")
+            supervision.stopping()
         finally:
             # Stop accepting and finish in-flight requests before the store closes.
             await runner.cleanup()
@@ -112,4 +118,5 @@ class Daemon:
                 await component.stop()
             authority.stop()
             await store.close()
+            await supervision.stop()
         return self._exit_code

@@ -1,0 +1,113 @@
+"""The agent's side of systemd supervision: readiness, status line, watchdog.
+
+The watchdog ping runs as a task on the event loop itself, so a loop that
+hangs stops the pings and systemd restarts the agent. The status line is
+recomputed after committed events, at most once per loop iteration however
+many events a device storm brings.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Callable, Iterable
+
+from agent.events import EventBus
+from agent.model import Event, HoldKind, Resource
+from agent.notify import Notifier
+
+
+def status_line(resources: Iterable[Resource], coordinators: int) -> str:
+    """For example ``12 resources, 3 locked, 1 reserved, 2 coordinators``."""
+    total = locked = reserved = unusable = 0
+    for res in resources:
+        if res.gone:
+            continue
+        total += 1
+        if res.hold is not None:
+            if res.hold.kind is HoldKind.LOCKED:
+                locked += 1
+            else:
+                reserved += 1
+        elif not res.present or res.health is not None or not res.enabled:
+            unusable += 1
+    parts = [f"{total} resource{'s' if total != 1 else ''}", f"{locked} locked"]
+    if reserved:
+        parts.append(f"{reserved} reserved")
+    if unusable:
+        parts.append(f"{unusable} unavailable")
+    parts.append(f"{coordinators} coordinator{'s' if coordinators != 1 else ''}")
+    return ", ".join(parts)
+
+
+class Supervision:
+    """Keeps the service manager informed; does nothing outside systemd."""
+
+    def __init__(
+        self,
+        notifier: Notifier,
+        resources: Callable[[], Iterable[Resource]],
+        coordinators: int,
+    ) -> None:
+        self._notifier = notifier
+        self._resources = resources
+        self._coordinators = coordinators
+        self._watchdog: asyncio.Task[None] | None = None
+        self._unsubscribe: Callable[[], None] | None = None
+        self._pending = False
+        self._ready = False
+        self._last_status = ""
+
+    def start(self, bus: EventBus) -> None:
+        """Begin the watchdog pings and follow the bus for status changes."""
+        interval = self._notifier.watchdog_interval
+        if interval is not None:
+            self._watchdog = asyncio.get_running_loop().create_task(self._ping(interval))
+        if self._notifier.enabled:
+            self._unsubscribe = bus.subscribe(self._on_event)
+
+    def ready(self) -> None:
+        """State restored and the listener bound: READY=1 with the first status."""
+        self._ready = True
+        self._last_status = self._status()
+        self._notifier.ready(self._last_status)
+
+    def stopping(self) -> None:
+        """Shutdown begins: STOPPING=1, and no more status updates."""
+        self._ready = False
+        if self._unsubscribe is not None:
+            self._unsubscribe()
+            self._unsubscribe = None
+        self._notifier.stopping()
+
+    async def stop(self) -> None:
+        """End the watchdog pings (the very last thing before exit)."""
+        if self._watchdog is not None:
+            self._watchdog.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._watchdog
+            self._watchdog = None
+        self._notifier.close()
+
+    def _status(self) -> str:
+        return status_line(self._resources(), self._coordinators)
+
+    def _on_event(self, event: Event) -> None:
+        if self._pending or not self._ready:
+            return
+        self._pending = True
+        asyncio.get_running_loop().call_soon(self._update)
+
+    def _update(self) -> None:
+        self._pending = False
+        if not self._ready:
+            return
+        status = self._status()
+        if status != self._last_status:
+            self._last_status = status
+            self._notifier.status(status)
+
+    async def _ping(self, interval: float) -> None:
+        while True:
+            self._notifier.watchdog()
+            await asyncio.sleep(interval)

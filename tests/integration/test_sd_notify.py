@@ -1,0 +1,162 @@
+"""The real agent under a stand-in service manager: sd_notify and journald logging.
+
+The test binds the AF_UNIX datagram socket that systemd would, hands its name
+to the agent in ``NOTIFY_SOCKET`` and reads what the agent sends.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.agentproc import AgentProcess, wait_for
+
+WATCHDOG_USEC = "200000"  # 0.2 s: the agent pings every 0.1 s
+
+
+class Manager:
+    """The service manager's end of NOTIFY_SOCKET."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        address = "\0" + name[1:] if name.startswith("@") else name
+        self.sock.bind(address)
+        self.messages: list[dict[str, str]] = []
+
+    def receive(self, timeout: float) -> dict[str, str] | None:
+        """The next message as a dict, or None after ``timeout``."""
+        self.sock.settimeout(timeout)
+        try:
+            data = self.sock.recv(4096)
+        except TimeoutError:
+            return None
+        fields = dict(line.split("=", 1) for line in data.decode().splitlines())
+        self.messages.append(fields)
+        return fields
+
+    def until(self, key: str, value: str | None = None, timeout: float = 20.0) -> dict[str, str]:
+        """Read messages until one carries ``key`` (with ``value``, if given)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            msg = self.receive(max(0.01, deadline - time.monotonic()))
+            if msg is not None and key in msg and (value is None or msg[key] == value):
+                return msg
+        raise AssertionError(f"no {key}={value or '*'} within {timeout} s; got {self.messages}")
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+@pytest.fixture
+def manager() -> Iterator[Manager]:
+    mgr = Manager(f"@resource-agent-test-{os.getpid()}-{time.monotonic_ns()}")
+    yield mgr
+    mgr.close()
+
+
+def _connects(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+def test_ready_watchdog_status_stopping(tmp_path: Path, manager: Manager) -> None:
+    agent = AgentProcess(
+        tmp_path,
+        resources=["r1", "r2"],
+        env={"NOTIFY_SOCKET": manager.name, "WATCHDOG_USEC": WATCHDOG_USEC, "WATCHDOG_PID": None},
+    )
+    agent.start(wait=False)
+    try:
+        ready = manager.until("READY", "1")
+        # READY=1 means the listener is bound: a connection must succeed right now.
+        assert _connects(agent.port), "READY=1 arrived before the port accepted connections"
+        assert ready["STATUS"] == "2 resources, 0 locked, 0 coordinators"
+
+        # The pings keep coming from the running loop.
+        before = sum("WATCHDOG" in m for m in manager.messages)
+        for _ in range(3):
+            assert manager.until("WATCHDOG", "1", timeout=5)["WATCHDOG"] == "1"
+        assert sum("WATCHDOG" in m for m in manager.messages) >= before + 3
+
+        # A lock changes the one-line status.
+        assert agent.post("/api/resources/r1/lock", {"holder": "t"}).status == 200
+        assert manager.until("STATUS", "2 resources, 1 locked, 0 coordinators")
+
+        agent.signal(signal.SIGTERM)
+        stopping = manager.until("STOPPING", "1")
+        assert stopping["STATUS"] == "stopping"
+        assert agent.wait() == 0
+    finally:
+        agent.stop()
+
+
+def test_watchdog_meant_for_another_pid_is_not_pinged(tmp_path: Path, manager: Manager) -> None:
+    agent = AgentProcess(
+        tmp_path,
+        env={"NOTIFY_SOCKET": manager.name, "WATCHDOG_USEC": WATCHDOG_USEC, "WATCHDOG_PID": "1"},
+    )
+    agent.start(wait=False)
+    try:
+        manager.until("READY", "1")
+        # With the watchdog on, the first ping precedes READY=1 (it starts before the listener).
+        assert not any("WATCHDOG" in m for m in manager.messages), manager.messages
+        agent.signal(signal.SIGTERM)
+        manager.until("STOPPING", "1")
+        assert agent.wait() == 0
+    finally:
+        agent.stop()
+
+
+def test_notify_socket_as_a_path(tmp_path: Path) -> None:
+    mgr = Manager(str(tmp_path / "notify"))
+    agent = AgentProcess(tmp_path / "agent", env={"NOTIFY_SOCKET": mgr.name})
+    try:
+        agent.start()
+        assert mgr.until("READY", "1")["STATUS"] == "0 resources, 0 locked, 0 coordinators"
+    finally:
+        agent.stop()
+        mgr.close()
+
+
+def test_no_notify_socket_is_silent(tmp_path: Path) -> None:
+    with AgentProcess(
+        tmp_path, env={"NOTIFY_SOCKET": None, "WATCHDOG_USEC": WATCHDOG_USEC}
+    ) as agent:
+        assert agent.get("/api/health")
+    assert agent.returncode == 0
+    assert "service manager" not in agent.log(), agent.log_tail()
+
+
+def test_journal_format_and_levels(tmp_path: Path) -> None:
+    journald = {"JOURNAL_STREAM": "8:12345"}
+    # Under journald: priority prefixes, no timestamps of our own.
+    with AgentProcess(tmp_path / "a", env=journald) as agent:
+        wait_for(lambda: "serving" in agent.log(), what="the serving line")
+    line = next(x for x in agent.log().splitlines() if "serving" in x)
+    assert line.startswith("<6>agent.daemon: serving"), line
+
+    # The config's level holds back info lines; --log-level overrides the config.
+    with AgentProcess(tmp_path / "b", env=journald, log_level="warning") as quiet:
+        pass
+    assert not [x for x in quiet.log().splitlines() if x.startswith("<6>")], quiet.log()
+    with AgentProcess(
+        tmp_path / "c", env=journald, log_level="warning", args=["--log-level", "info"]
+    ) as loud:
+        wait_for(lambda: "serving" in loud.log(), what="the serving line")
+
+    # Outside journald: a timestamp and a level word, no priority prefix.
+    with AgentProcess(tmp_path / "d", env={"JOURNAL_STREAM": None}) as plain:
+        wait_for(lambda: "serving" in plain.log(), what="the serving line")
+    line = next(x for x in plain.log().splitlines() if "serving" in x)
+    assert not line.startswith("<"), line
+    assert line[:4].isdigit() and " INFO " in line, line
