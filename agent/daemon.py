@@ -14,7 +14,10 @@ from aiohttp import web
 from agent.api.app import make_app
 from agent.authority import Authority
 from agent.config import Settings
+from agent.coordinator.sync import Coordinators, CoordinatorSync
+from agent.discovery.adb import AdbSource
 from agent.discovery.inventory import Inventory
+from agent.discovery.udev import UdevSource
 from agent.events import EventBus
 from agent.model import Description, Kind
 from agent.notify import Notifier
@@ -85,8 +88,20 @@ class Daemon:
         inventory = Inventory(authority, adb_enabled=self.settings.adb.enabled)
         components: list[Component] = []
         # Sources are added here (udev, adb), then sinks (coordinator sync).
+        if self.settings.udev.enabled:
+            components.append(UdevSource(inventory, self.settings.match))
+        if self.settings.adb.enabled:
+            components.append(AdbSource(inventory, self.settings.adb))
+        identity = self.settings.agent.client_identity
+        coordinators = Coordinators(
+            [
+                CoordinatorSync(authority, section, self.settings.agent.node, identity)
+                for section in self.settings.coordinator
+            ]
+        )
+        components.append(coordinators)
         runner = web.AppRunner(
-            make_app(authority, self.settings.agent.client_identity),
+            make_app(authority, identity, coordinators),
             handle_signals=False,
             access_log=None,
         )
