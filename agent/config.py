@@ -24,6 +24,8 @@ from pydantic import (
     model_validator,
 )
 
+from agent.discovery.match import check_key, check_pattern, template_fields
+
 DEFAULT_CONFIG = Path("/etc/resource-agent/agent.toml")
 SYSTEM_STATE_DIR = Path("/var/lib/resource-agent")
 
@@ -162,6 +164,51 @@ class StaticResource(_Section):
         return value
 
 
+class MatchRule(_Section):
+    """``[[match]]``: which USB devices become resources, and how they are named.
+
+    ``when`` maps udev properties (``ID_VENDOR_ID``), sysfs attributes
+    (``ATTR{product}``) and ancestors' (``@ID_PATH``) to glob patterns; see
+    agent/discovery/match.py. ``name``, ``description`` and ``metadata`` values
+    are templates: ``{ID_SERIAL_SHORT}``, ``{product}``, ``{usb-port}``...
+    """
+
+    kind: Literal["android", "usb", "ignore"]
+    when: dict[str, str] = Field(min_length=1)
+    name: str | None = None
+    description: str | None = None
+    metadata: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("when")
+    @classmethod
+    def _check_when(cls, value: dict[str, str]) -> dict[str, str]:
+        for key, pattern in value.items():
+            check_key(key)
+            try:
+                check_pattern(pattern)
+            except ValueError as exc:
+                raise ValueError(f"{key}: {exc}") from exc
+        return value
+
+    @field_validator("name", "description")
+    @classmethod
+    def _check_template(cls, value: str | None) -> str | None:
+        if value is not None:
+            template_fields(value)
+        return value
+
+    @field_validator("metadata")
+    @classmethod
+    def _check_metadata(cls, value: dict[str, str]) -> dict[str, str]:
+        for name, template in value.items():
+            if not METADATA_NAME.match(name):
+                raise ValueError(
+                    f"metadata name {name!r} must be lower-case letters, digits, '.', '_' or '-'"
+                )
+            template_fields(template)
+        return value
+
+
 class Settings(_Section):
     """The whole configuration."""
 
@@ -171,6 +218,7 @@ class Settings(_Section):
     adb: AdbSection = Field(default_factory=AdbSection)
     coordinator: list[CoordinatorSection] = Field(default_factory=list)
     resource: list[StaticResource] = Field(default_factory=list)
+    match: list[MatchRule] = Field(default_factory=list)
 
     @model_validator(mode="after")
     def _check_unique_ids(self) -> Settings:
