@@ -18,7 +18,6 @@ from agent.coordinator.sync import Coordinators, CoordinatorSync
 from agent.discovery.adb import AdbSource
 from agent.discovery.inventory import Inventory
 from agent.discovery.udev import UdevSource
-from agent.discovery.udev import UdevSource
 from agent.events import EventBus
 from agent.model import Description, Kind
 from agent.notify import Notifier
@@ -89,8 +88,6 @@ class Daemon:
         inventory = Inventory(authority, adb_enabled=self.settings.adb.enabled)
         components: list[Component] = []
         # Sources are added here (udev, adb), then sinks (coordinator sync).
-        if self.settings.udev.enabled:
-            components.append(UdevSource(inventory, self.settings.match))
         if self.settings.udev.enabled:
             components.append(UdevSource(inventory, self.settings.match))
         if self.settings.adb.enabled:
