@@ -220,5 +220,28 @@ def disable(url: str, resource_id: str, reason: str) -> None:
     )
 
 
+def _print_coordinators(data: Any) -> None:
+    coordinators = data["coordinators"]
+    if not coordinators:
+        click.echo("no coordinators configured")
+    for c in coordinators:
+        click.echo(f"{c['url']} (node {c['node']}, tree {c['tree']}): {c['state']}")
+        click.echo(f"  pending changes: {c['pending']}")
+        click.echo(f"  last success:    {c['last_success'] or 'never'}")
+        if c["next_retry"]:
+            click.echo(f"  next retry:      {c['next_retry']}")
+        err = c["last_error"]
+        if err:
+            click.echo(f"  last error:      {err['at']} ({err['kind']}) {err['message']}")
+
+
+@main.command()
+@url_option
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
+def status(url: str, as_json: bool) -> None:
+    """Show each coordinator's sync: state, pending changes, last success, last error."""
+    _run(url, lambda c: c.get("coordinators"), _print_json if as_json else _print_coordinators)
+
+
 if __name__ == "__main__":
     main()

@@ -122,13 +122,18 @@ class CoordinatorSection(_Section):
     """``[[coordinator]]``: one Jenkins controller to keep informed."""
 
     url: str
-    node: str | None = None
+    node: str | None = Field(default=None, min_length=1)  # None: [agent] node
     tree: str = Field(default="external-resources", min_length=1)
     user: str | None = None
     token_file: str | None = None
     ca_file: str | None = None
     verify: bool = True
     timeout: Seconds = 10.0
+    # Changes within this window go out as one metadata update.
+    batch_window: float = Field(default=0.05, ge=0, le=10)
+    # Longest wait between retries (transient failures back off up to it;
+    # bad credentials and a missing node are retried at this pace).
+    retry_max: Seconds = 60.0
 
     @field_validator("url")
     @classmethod

@@ -5,7 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from agent.api import jsonrpc, openapi, rest
-from agent.api.wire import AUTHORITY, IDENTITY, MAX_BODY
+from agent.api.wire import AUTHORITY, COORDINATORS, IDENTITY, MAX_BODY, CoordinatorStatus
 from agent.authority import Authority
 
 
@@ -14,11 +14,15 @@ async def openapi_document(request: web.Request) -> web.Response:
     return web.json_response(openapi.DOCUMENT)
 
 
-def make_app(authority: Authority, identity: str) -> web.Application:
+def make_app(
+    authority: Authority, identity: str, coordinators: CoordinatorStatus | None = None
+) -> web.Application:
     """Build the application around the authority; ``identity`` names local holders."""
     app = web.Application(client_max_size=MAX_BODY, middlewares=[rest.errors])
     app[AUTHORITY] = authority
     app[IDENTITY] = identity
+    if coordinators is not None:
+        app[COORDINATORS] = coordinators
     app.router.add_post("/", jsonrpc.handle)
     app.router.add_get("/api/openapi.json", openapi_document)
     app.router.add_routes(rest.routes)

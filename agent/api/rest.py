@@ -12,7 +12,15 @@ from typing import Any, TypeVar
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from agent.api.wire import AUTHORITY, IDENTITY, BadJSON, dumps, isotime, parse_json
+from agent.api.wire import (
+    AUTHORITY,
+    COORDINATORS,
+    IDENTITY,
+    BadJSON,
+    dumps,
+    isotime,
+    parse_json,
+)
 from agent.model import Code, Hold, Holder, Refused, Resource
 from agent.store import HistoryEntry
 
@@ -175,6 +183,13 @@ async def health(request: web.Request) -> web.Response:
             "held": sum(1 for r in resources if r.hold is not None),
         }
     )
+
+
+@routes.get("/api/coordinators")
+async def coordinators(request: web.Request) -> web.Response:
+    """Each coordinator's sync: state, pending changes, last success and last error."""
+    source = request.app.get(COORDINATORS)
+    return _json({"coordinators": source.status() if source is not None else []})
 
 
 @routes.get("/api/resources")

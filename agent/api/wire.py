@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 from aiohttp import web
 
@@ -14,6 +14,17 @@ MAX_BODY = 64 * 1024
 
 AUTHORITY = web.AppKey("authority", Authority)
 IDENTITY = web.AppKey("identity", str)
+
+
+class CoordinatorStatus(Protocol):
+    """Where ``GET /api/coordinators`` gets each coordinator's sync state."""
+
+    def status(self) -> list[dict[str, Any]]:
+        """One JSON object per configured coordinator."""
+        ...
+
+
+COORDINATORS = web.AppKey("coordinators", CoordinatorStatus)
 
 
 class BadJSON(ValueError):

@@ -1,0 +1,341 @@
+"""The wire to one Jenkins: the Metadata and External Resource Dispatcher httpcli actions.
+
+This module knows what ``shared/protocol.md`` section 2 says goes over the
+wire: how a resource becomes a metadata document, how a hold becomes a
+``clientInfo``, and what each answer means. Every failure becomes a
+``JenkinsError`` whose ``kind`` tells the sync how to react (retry soon, retry
+slowly, give up on this document) and whose message tells an administrator
+what to fix.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+import ssl
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import aiohttp
+
+from agent.model import Holder, HoldKind, Resource
+
+# Keep a rejected or failed request short in logs and in /api/coordinators.
+EXCERPT = 2000
+
+
+class Failure(enum.StrEnum):
+    """How a request failed, which decides what the sync does next."""
+
+    UNREACHABLE = "unreachable"  # connection refused/reset, timeout: retry with backoff
+    SERVER = "server"  # HTTP 5xx or an answer that is not Jenkins' JSON: retry with backoff
+    AUTH = "auth"  # 401/403: a configuration problem, retry slowly
+    CONFIG = "config"  # unreadable token file or CA file: retry slowly
+    NO_NODE = "no-node"  # ERR_NO_ITEM: the node does not exist, retry slowly
+    NO_RESOURCE = "no-resource"  # ERR_NO_METADATA: register the resource again
+    REJECTED = "rejected"  # ERR_BAD_DATA / ERR_BAD_CMD: do not resend the same thing
+
+
+class JenkinsError(Exception):
+    """A request that did not succeed; ``kind`` says how, the message says what to do."""
+
+    def __init__(self, kind: Failure, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.kind = kind
+        self.message = message
+        self.status = status
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """Jenkins' JSON answer to a successful request."""
+
+    message: str
+
+    @property
+    def ignored(self) -> bool:
+        """Jenkins recognised its own clientInfo and changed nothing."""
+        return self.message == "Ignored"
+
+
+@dataclass(frozen=True, slots=True)
+class RemoteResource:
+    """One external-resource as Jenkins has it (from ``metadata-httpcli/get``)."""
+
+    id: str
+    description: str
+    enabled: bool
+    reserved: bool
+    locked: bool
+    values: Mapping[str, str] = field(default_factory=dict)  # dotted name -> string value
+
+    @property
+    def hold(self) -> HoldKind | None:
+        """The hold Jenkins believes in, if any (locked wins over reserved)."""
+        if self.locked:
+            return HoldKind.LOCKED
+        if self.reserved:
+            return HoldKind.RESERVED
+        return None
+
+
+# ------------------------------------------------------------------ documents
+
+
+def client_info(holder: Holder) -> str:
+    """``clientInfo`` as Jenkins parses it; ``id`` exactly as received."""
+    return json.dumps({"id": holder.id, "url": holder.url}, separators=(",", ":"))
+
+
+def holder_name(holder: Holder) -> str:
+    """``lockedBy``/``reservedBy``: who, for people reading Jenkins' node page."""
+    return holder.url or holder.id or "resource-agent"
+
+
+def _string(name: str, value: str) -> dict[str, Any]:
+    return {"metadata-type": "metadata-string", "name": name, "value": value}
+
+
+def metadata_children(values: Mapping[str, str]) -> list[dict[str, Any]]:
+    """Dotted names become nested trees (``android.release`` -> android/release).
+
+    Jobs select on dotted paths below the resource, so a dotted key must be a
+    nested tree to be selectable. A name that is both a value and a prefix
+    (``a`` and ``a.b``) keeps the tree; the plain value is dropped.
+    """
+    leaves: dict[str, str] = {}
+    groups: dict[str, dict[str, str]] = {}
+    for name in sorted(values):
+        head, dot, rest = name.partition(".")
+        if dot and rest:
+            groups.setdefault(head, {})[rest] = values[name]
+        else:
+            leaves[name] = values[name]
+    out = [_string(n, v) for n, v in leaves.items() if n not in groups]
+    out += [
+        {"metadata-type": "metadata-tree", "name": head, "children": metadata_children(sub)}
+        for head, sub in groups.items()
+    ]
+    return sorted(out, key=lambda v: str(v["name"]))
+
+
+def describe(res: Resource) -> str:
+    """The description Jenkins shows for a resource."""
+    return res.description or res.name
+
+
+def resource_value(
+    res: Resource, values: Mapping[str, str], enabled: bool | None = None
+) -> dict[str, Any]:
+    """One ``external-resource`` named by its id, with ``values`` as its metadata.
+
+    ``enabled`` is sent only when given: leaving it out keeps Jenkins' state.
+    """
+    value: dict[str, Any] = {
+        "metadata-type": "external-resource",
+        "name": res.id,
+        "id": res.id,
+        "description": describe(res),
+    }
+    if enabled is not None:
+        value["enabled"] = enabled
+    value["children"] = metadata_children(values)
+    return value
+
+
+def tree_document(tree: str, resources: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The ``data`` of a metadata update: the agent's tree holding these resources."""
+    return [{"metadata-type": "metadata-tree", "name": tree, "children": list(resources)}]
+
+
+def _flatten(children: Any, prefix: str = "") -> dict[str, str]:
+    out: dict[str, str] = {}
+    if not isinstance(children, list):
+        return out
+    for child in children:
+        if not isinstance(child, dict) or not isinstance(child.get("name"), str):
+            continue
+        name = prefix + child["name"]
+        if child.get("metadata-type") in ("metadata-tree", "externalresource-treenode"):
+            out.update(_flatten(child.get("children"), name + "."))
+        elif "value" in child and child.get("metadata-type") != "external-resource":
+            out[name] = str(child["value"])
+    return out
+
+
+def _resources_below(values: Any) -> Iterable[dict[str, Any]]:
+    if not isinstance(values, list):
+        return
+    for value in values:
+        if not isinstance(value, dict):
+            continue
+        if value.get("metadata-type") == "external-resource":
+            yield value
+        else:
+            yield from _resources_below(value.get("children"))
+
+
+def parse_tree(metadata: Any, tree: str) -> dict[str, RemoteResource]:
+    """The external-resources under the tree named ``tree`` (case-insensitive), by id."""
+    if not isinstance(metadata, list):
+        raise JenkinsError(Failure.SERVER, "metadata-httpcli/get did not answer a JSON array")
+    found: dict[str, RemoteResource] = {}
+    for top in metadata:
+        if not isinstance(top, dict) or str(top.get("name", "")).lower() != tree.lower():
+            continue
+        for value in _resources_below(top.get("children")):
+            rid = value.get("id") or value.get("name")
+            if not isinstance(rid, str):
+                continue
+            found[rid] = RemoteResource(
+                id=rid,
+                description=str(value.get("description") or ""),
+                enabled=value.get("enabled") is not False,
+                reserved=bool(value.get("reserved")),
+                locked=bool(value.get("locked")),
+                values=_flatten(value.get("children")),
+            )
+    return found
+
+
+# ----------------------------------------------------------------- the client
+
+
+class JenkinsClient:
+    """Requests to one Jenkins for one node, with basic auth and a timeout."""
+
+    def __init__(
+        self,
+        url: str,
+        node: str,
+        *,
+        user: str | None = None,
+        token: str | None = None,
+        timeout: float = 10.0,
+        ssl_context: ssl.SSLContext | bool = True,
+    ) -> None:
+        self.url = url if url.endswith("/") else url + "/"
+        self.node = node
+        self._auth = aiohttp.BasicAuth(user, token or "") if user is not None else None
+        self._timeout = aiohttp.ClientTimeout(total=timeout)
+        self._ssl = ssl_context
+        self._session: aiohttp.ClientSession | None = None
+        self.requests = 0
+
+    async def close(self) -> None:
+        """Close the connection pool."""
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    async def get_metadata(self) -> Any:
+        """The node's whole metadata (``metadata-httpcli/get``)."""
+        return await self._request("GET", "metadata-httpcli/get", {"node": self.node})
+
+    async def update(self, document: list[dict[str, Any]]) -> Answer:
+        """Post a metadata document with ``replace=true``."""
+        data = json.dumps(document, separators=(",", ":"), ensure_ascii=False)
+        params = {"node": self.node, "replace": "true", "data": data}
+        return _answer(await self._request("POST", "metadata-httpcli/update", params))
+
+    async def command(self, command: str, resource_id: str, **params: str) -> Answer:
+        """``external-resource-httpcli/<command>`` for one resource."""
+        fields = {"node": self.node, "id": resource_id, **params}
+        return _answer(await self._request("POST", f"external-resource-httpcli/{command}", fields))
+
+    async def _request(self, method: str, path: str, params: Mapping[str, str]) -> Any:
+        if self._session is None:
+            self._session = aiohttp.ClientSession(timeout=self._timeout, auth=self._auth)
+        url = self.url + path
+        self.requests += 1
+        what = f"{method} {url}"
+        try:
+            if method == "GET":
+                ctx = self._session.get(url, params=dict(params), ssl=self._ssl)
+            else:
+                ctx = self._session.post(url, data=dict(params), ssl=self._ssl)
+            async with ctx as resp:
+                body = await resp.text(errors="replace")
+                status = resp.status
+        except TimeoutError:
+            raise JenkinsError(Failure.UNREACHABLE, f"{what}: no answer in time") from None
+        except aiohttp.ClientSSLError as exc:
+            raise JenkinsError(Failure.UNREACHABLE, f"{what}: TLS failed: {exc}") from exc
+        except aiohttp.ClientError as exc:
+            raise JenkinsError(Failure.UNREACHABLE, f"{what}: {exc}") from exc
+        return self._interpret(what, status, body, params)
+
+    def _interpret(self, what: str, status: int, body: str, params: Mapping[str, str]) -> Any:
+        if status == 401:
+            raise JenkinsError(
+                Failure.AUTH,
+                f"{what}: HTTP 401: Jenkins refused the credentials; "
+                "check the user name and the API token (token_file)",
+                status,
+            )
+        if status == 403:
+            raise JenkinsError(
+                Failure.AUTH,
+                f"{what}: HTTP 403: the user lacks a permission on node {self.node!r} "
+                "(needs Metadata/Update, Metadata/Replace, ExternalResource/EnableDisable "
+                f"and ExternalResource/LockRelease): {_excerpt(body)}",
+                status,
+            )
+        try:
+            answer = json.loads(body)
+        except ValueError:
+            answer = None
+        if isinstance(answer, dict) and answer.get("type") == "error":
+            raise self._error(what, status, answer, params)
+        if status >= 500 or answer is None:
+            request = {k: _excerpt(v) for k, v in params.items()}
+            raise JenkinsError(
+                Failure.SERVER,
+                f"{what}: HTTP {status}, not a Jenkins JSON answer: {_excerpt(body)} "
+                f"(request: {request})",
+                status,
+            )
+        if status >= 400:
+            raise JenkinsError(Failure.SERVER, f"{what}: HTTP {status}: {_excerpt(body)}", status)
+        return answer
+
+    def _error(
+        self, what: str, status: int, answer: Mapping[str, Any], params: Mapping[str, str]
+    ) -> JenkinsError:
+        code = answer.get("errorCode")
+        message = str(answer.get("message", ""))
+        if code == -1:
+            return JenkinsError(
+                Failure.NO_NODE,
+                f"{what}: Jenkins has no node named {self.node!r} (ERR_NO_ITEM): create that "
+                "node in Jenkins, or set `node` in this [[coordinator]] to the node's name",
+                status,
+            )
+        if code == -2:
+            return JenkinsError(
+                Failure.NO_RESOURCE,
+                f"{what}: resource {params.get('id')!r} is not on node {self.node!r} "
+                f"(ERR_NO_METADATA): {message}",
+                status,
+            )
+        if code in (1, 2):
+            name = "ERR_BAD_CMD" if code == 1 else "ERR_BAD_DATA"
+            sent = _excerpt(params.get("data", json.dumps(dict(params))))
+            return JenkinsError(
+                Failure.REJECTED, f"{what}: {name}: {message}; rejected: {sent}", status
+            )
+        return JenkinsError(Failure.SERVER, f"{what}: HTTP {status}: {_excerpt(str(answer))}")
+
+
+def _answer(answer: Any) -> Answer:
+    if not isinstance(answer, dict) or answer.get("type") not in ("ok", "warning"):
+        raise JenkinsError(
+            Failure.SERVER, f"unexpected answer from Jenkins: {_excerpt(str(answer))}"
+        )
+    return Answer(str(answer.get("message", "")))
+
+
+def _excerpt(text: str) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= EXCERPT else text[:EXCERPT] + "..."

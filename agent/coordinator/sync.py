@@ -1,0 +1,441 @@
+"""Keeps each Jenkins in step with the authority: one task per coordinator.
+
+The sync is state-based, not a replay of events: for every resource it keeps
+the latest snapshot the authority published (what should be) and what this
+coordinator is believed to have (what is), and sends only what it takes to
+turn one into the other. That coalesces by itself -- a reserve and a release
+within one batch window cost nothing, a hundred new devices cost one metadata
+update -- and makes retrying trivially safe: after a failure the difference is
+still there and is sent again, whatever the coordinator missed.
+
+At start (and after Jenkins says the node or a resource is missing) the sync
+reads the node's metadata, so the belief starts from Jenkins' real state; the
+agent is the source of truth and everything that differs is corrected.
+
+Nothing here ever blocks the authority: the bus subscriber only records the
+snapshot and wakes the task. Each coordinator has its own task, client and
+backoff, so a coordinator that hangs delays no other.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import random
+import ssl
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from agent.authority import Authority
+from agent.config import CoordinatorSection
+from agent.coordinator.jenkins import (
+    Failure,
+    JenkinsClient,
+    JenkinsError,
+    client_info,
+    describe,
+    holder_name,
+    parse_tree,
+    resource_value,
+    tree_document,
+)
+from agent.credentials import CredentialError, read_token
+from agent.model import HOLD_ENDING, Event, Hold, Holder, HoldKind, Resource
+
+log = logging.getLogger(__name__)
+
+# One metadata update carries at most this many resources.
+MAX_BATCH = 250
+RETRY_BASE = 0.5  # seconds before the first retry of a transient failure
+SLOW = frozenset({Failure.AUTH, Failure.CONFIG, Failure.NO_NODE})
+FAILING = ("retrying", "failing")
+
+
+@dataclass
+class Belief:
+    """What one coordinator is believed to hold for one resource."""
+
+    registered: bool = False
+    description: str | None = None
+    values: dict[str, str] = field(default_factory=dict)
+    enabled: bool | None = None  # None: unknown, so the next post sets it
+    hold: HoldKind | None = None
+    holder: Holder | None = None  # None when learned from Jenkins (no clientInfo there)
+    rejected: dict[str, Any] | None = None  # a value Jenkins refused: not resent unchanged
+
+
+@dataclass(frozen=True, slots=True)
+class Post:
+    """One resource's value in a metadata update, and the metadata values it sets."""
+
+    rid: str
+    value: dict[str, Any]
+    values: dict[str, str]
+
+
+@dataclass(frozen=True, slots=True)
+class Command:
+    """One httpcli command and what it makes Jenkins believe once sent."""
+
+    name: str
+    params: dict[str, str]
+    enabled: bool | None = None
+    hold: Hold | None = None
+    clears: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Ending:
+    """How the last hold on a resource ended, to pick the command that tells Jenkins."""
+
+    hold: Hold
+    reason: str
+
+
+def _iso(epoch: float | None) -> str | None:
+    if epoch is None:
+        return None
+    return datetime.fromtimestamp(epoch).astimezone().isoformat(timespec="seconds")
+
+
+class CoordinatorSync:
+    """Keeps one Jenkins in step with the authority."""
+
+    def __init__(
+        self,
+        authority: Authority,
+        section: CoordinatorSection,
+        node: str,
+        identity: str,
+        config_dir: Path | None = None,
+    ) -> None:
+        self.section = section
+        self._config_dir = config_dir  # where a relative token_file is, without systemd
+        self.node = section.node or node
+        self._authority = authority
+        # Holds taken by the agent itself, and corrections the agent makes on
+        # its own authority (stale locks, forced releases), carry this.
+        self._own = Holder(identity, f"resource-agent on {node}")
+        self._want: dict[str, Resource] = {}
+        self._ended: dict[str, Ending] = {}
+        self._belief: dict[str, Belief] = {}
+        self._dirty: set[str] = set()
+        self._reconciled = False
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._unsubscribe: Callable[[], None] | None = None
+        self._client: JenkinsClient | None = None
+        self._failures = 0
+        self._state = "starting"
+        self._last_success: float | None = None
+        self._last_error: dict[str, Any] | None = None
+        self._next_retry: float | None = None
+        self._requests = 0
+
+    # ------------------------------------------------------------ lifecycle
+
+    async def start(self) -> None:
+        """Take the current resources, follow the bus, and start the task (no waiting)."""
+        for res in self._authority.registry.resources():
+            self._want[res.id] = res
+        self._unsubscribe = self._authority.bus.subscribe(self._on_event)
+        self._task = asyncio.create_task(self._run(), name=f"coordinator {self.section.url}")
+
+    async def stop(self) -> None:
+        """Stop following the bus and cancel whatever request is in flight."""
+        if self._unsubscribe is not None:
+            self._unsubscribe()
+            self._unsubscribe = None
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        if self._client is not None:
+            await self._client.close()
+
+    def _on_event(self, event: Event) -> None:
+        # Called on every committed event: record and wake, nothing more.
+        rid = event.resource.id
+        self._want[rid] = event.resource
+        if event.type in HOLD_ENDING and event.hold is not None:
+            self._ended[rid] = Ending(event.hold, event.reason)
+        self._dirty.add(rid)
+        self._wake.set()
+
+    # --------------------------------------------------------------- status
+
+    def status(self) -> dict[str, Any]:
+        """This coordinator's state for ``GET /api/coordinators``."""
+        return {
+            "url": self.section.url,
+            "node": self.node,
+            "tree": self.section.tree,
+            "state": self._state,
+            "pending": len(self._dirty) if self._reconciled else len(self._want),
+            "last_success": _iso(self._last_success),
+            "last_error": self._last_error,
+            "next_retry": _iso(self._next_retry)
+            if self._state in ("retrying", "failing")
+            else None,
+            "consecutive_failures": self._failures,
+            "requests": self._requests + (self._client.requests if self._client else 0),
+        }
+
+    # ----------------------------------------------------------------- loop
+
+    async def _run(self) -> None:
+        window = self.section.batch_window
+        while True:
+            if self._reconciled and not self._dirty:
+                self._state = "in sync"
+                self._wake.clear()
+                await self._wake.wait()
+                # Let the rest of a burst arrive, so it goes out as one update.
+                await asyncio.sleep(window)
+            self._state = "syncing" if self._reconciled else self._state
+            try:
+                client = self._connect()
+                if not self._reconciled:
+                    await self._reconcile(client)
+                await self._flush(client)
+            except JenkinsError as err:
+                await self._failed(err)
+            else:
+                self._failures = 0
+                self._last_success = time.time()
+
+    async def _failed(self, err: JenkinsError) -> None:
+        self._failures += 1
+        slow = err.kind in SLOW
+        if slow:
+            delay = self.section.retry_max
+        else:
+            delay = min(self.section.retry_max, RETRY_BASE * 2 ** (self._failures - 1))
+            delay = delay / 2 + random.uniform(0, delay / 2)  # jitter: coordinators drift apart
+        if err.kind is Failure.NO_NODE:
+            self._reconciled = False  # the node may come back with other metadata
+        self._state = "failing" if slow else "retrying"
+        self._next_retry = time.time() + delay
+        self._note_error(err)
+        level = logging.ERROR if slow or self._failures == 1 else logging.WARNING
+        log.log(level, "coordinator %s: %s (retry in %.1f s)", self.section.url, err, delay)
+        await asyncio.sleep(delay)
+
+    def _connect(self) -> JenkinsClient:
+        if self._client is not None:
+            return self._client
+        sec = self.section
+        token = None
+        if sec.token_file is not None:
+            try:
+                token = read_token(sec.token_file, self._config_dir)
+            except CredentialError as exc:
+                raise JenkinsError(Failure.CONFIG, str(exc)) from exc
+        context: ssl.SSLContext | bool = sec.verify
+        if sec.verify and sec.ca_file is not None:
+            try:
+                context = ssl.create_default_context(cafile=sec.ca_file)
+            except (OSError, ssl.SSLError) as exc:
+                raise JenkinsError(
+                    Failure.CONFIG, f"cannot load ca_file {sec.ca_file}: {exc}"
+                ) from exc
+        self._client = JenkinsClient(
+            sec.url, self.node, user=sec.user, token=token, timeout=sec.timeout, ssl_context=context
+        )
+        return self._client
+
+    # -------------------------------------------------------- reconciliation
+
+    async def _reconcile(self, client: JenkinsClient) -> None:
+        """Start from what Jenkins really has under the tree."""
+        self._state = "reconciling"
+        remote = parse_tree(await client.get_metadata(), self.section.tree)
+        self._belief = {}
+        for rid, rem in remote.items():
+            belief = Belief(
+                registered=True,
+                description=rem.description,
+                values=dict(rem.values),
+                enabled=rem.enabled,
+                hold=rem.hold,
+            )
+            res = self._want.get(rid)
+            if res is not None and res.hold is not None and res.hold.kind is rem.hold:
+                belief.holder = res.hold.holder
+            self._belief[rid] = belief
+        self._dirty |= set(self._want) | set(remote)
+        self._reconciled = True
+        extra = sorted(set(remote) - set(self._want))
+        log.info(
+            "coordinator %s: node %s has %d of our resources under %r%s",
+            self.section.url,
+            self.node,
+            len(remote),
+            self.section.tree,
+            f"; {len(extra)} unknown to this agent will be disabled" if extra else "",
+        )
+        self._state = "syncing"
+
+    # ---------------------------------------------------------------- flush
+
+    async def _flush(self, client: JenkinsClient) -> None:
+        ids = sorted(self._dirty)
+        posts = [p for rid in ids if (p := self._pending_value(rid)) is not None]
+        for start in range(0, len(posts), MAX_BATCH):
+            await self._post(client, posts[start : start + MAX_BATCH])
+        for rid in ids:
+            await self._send_commands(client, rid)
+        for rid in ids:
+            if self._in_sync(rid):
+                self._dirty.discard(rid)
+
+    def _values(self, res: Resource, belief: Belief) -> dict[str, str]:
+        # A post cannot remove a metadata value: one that vanished becomes "".
+        values = {name: "" for name in belief.values if name not in res.metadata}
+        values.update(res.metadata)
+        return values
+
+    def _pending_value(self, rid: str) -> Post | None:
+        """What to post for ``rid``, or None if Jenkins has it (or refused it as it is)."""
+        res = self._want.get(rid)
+        if res is None:
+            return None
+        belief = self._belief.setdefault(rid, Belief())
+        values = self._values(res, belief)
+        if belief.registered and belief.description == describe(res) and belief.values == values:
+            return None
+        # ``enabled`` goes along only when Jenkins' value is unknown (a new resource).
+        value = resource_value(res, values, res.available if belief.enabled is None else None)
+        return None if value == belief.rejected else Post(rid, value, values)
+
+    async def _post(self, client: JenkinsClient, posts: list[Post]) -> None:
+        try:
+            await client.update(tree_document(self.section.tree, (p.value for p in posts)))
+        except JenkinsError as err:
+            if err.kind is not Failure.REJECTED:
+                raise
+            if len(posts) > 1:
+                # Find the culprit: the others must still get through.
+                half = len(posts) // 2
+                await self._post(client, posts[:half])
+                await self._post(client, posts[half:])
+                return
+            post = posts[0]
+            self._belief[post.rid].rejected = post.value
+            self._note_error(err)
+            log.error(
+                "coordinator %s rejected resource %s; not resending it until it changes: %s; "
+                "document: %s",
+                self.section.url,
+                post.rid,
+                err.message,
+                json.dumps(tree_document(self.section.tree, [post.value])),
+            )
+            return
+        for post in posts:
+            belief = self._belief[post.rid]
+            belief.registered = True
+            belief.rejected = None
+            belief.description = post.value["description"]
+            belief.values = post.values
+            if "enabled" in post.value:
+                belief.enabled = post.value["enabled"]
+
+    def _commands(self, rid: str) -> list[Command]:
+        """The httpcli commands that bring Jenkins' enabled flag and hold in line."""
+        belief = self._belief.get(rid)
+        if belief is None or not belief.registered:
+            return []
+        res = self._want.get(rid)
+        out: list[Command] = []
+        enabled = res is not None and res.available
+        if belief.enabled is not enabled:
+            out.append(Command("enable" if enabled else "disable", {}, enabled=enabled))
+        hold = res.hold if res is not None else None
+        if hold is None:
+            if belief.hold is not None:
+                out.append(self._end_command(rid, belief))
+        elif hold.kind is not belief.hold or (
+            belief.holder is not None and belief.holder != hold.holder
+        ):
+            who, info = holder_name(hold.holder), client_info(hold.holder)
+            if hold.kind is HoldKind.RESERVED:
+                params = {"reservedBy": who, "clientInfo": info}
+                out.append(Command("reserveResource", params, hold=hold))
+            else:
+                params = {"lockedBy": who, "clientInfo": info}
+                out.append(Command("lockResource", params, hold=hold))
+        return out
+
+    def _end_command(self, rid: str, belief: Belief) -> Command:
+        ended = self._ended.get(rid)
+        if ended is not None and belief.holder == ended.hold.holder:
+            if ended.reason == "reservation expired" and belief.hold is HoldKind.RESERVED:
+                return Command("expireReservation", {}, clears=True)
+            if ended.reason == "released":
+                # The holder released it: its own Jenkins ignores this, the others clear it.
+                info = client_info(ended.hold.holder)
+                return Command("releaseResource", {"clientInfo": info}, clears=True)
+        # Forced, lease expired, or a hold only Jenkins believed in: the agent
+        # clears it everywhere, on its own authority.
+        return Command("releaseResource", {"clientInfo": client_info(self._own)}, clears=True)
+
+    async def _send_commands(self, client: JenkinsClient, rid: str) -> None:
+        for cmd in self._commands(rid):
+            try:
+                await client.command(cmd.name, rid, **cmd.params)
+            except JenkinsError as err:
+                if err.kind is Failure.NO_RESOURCE:
+                    if rid not in self._want:
+                        del self._belief[rid]  # gone from Jenkins too: nothing to correct
+                        return
+                    # Someone removed it in Jenkins: register it afresh, then retry.
+                    self._belief[rid] = Belief()
+                    raise
+                if err.kind is not Failure.REJECTED:
+                    raise
+                # Not resent in a loop: the belief moves on as if it had been applied.
+                self._note_error(err)
+                log.error("coordinator %s rejected %s on %s: %s", self.section.url,
+                          cmd.name, rid, err.message)  # fmt: skip
+            belief = self._belief[rid]
+            if cmd.enabled is not None:
+                belief.enabled = cmd.enabled
+            if cmd.clears:
+                belief.hold = belief.holder = None
+            if cmd.hold is not None:
+                belief.hold, belief.holder = cmd.hold.kind, cmd.hold.holder
+
+    def _note_error(self, err: JenkinsError) -> None:
+        self._last_error = {"at": _iso(time.time()), "kind": err.kind.value, "message": err.message}
+
+    def _in_sync(self, rid: str) -> bool:
+        return self._pending_value(rid) is None and not self._commands(rid)
+
+
+class Coordinators:
+    """Every configured coordinator's sync, started and stopped together (a Component)."""
+
+    def __init__(self, syncs: list[CoordinatorSync]) -> None:
+        self.syncs = syncs
+
+    async def start(self) -> None:
+        """Start every sync; returns at once, whatever the coordinators do."""
+        for sync in self.syncs:
+            await sync.start()
+
+    async def stop(self) -> None:
+        """Stop every sync."""
+        for sync in self.syncs:
+            await sync.stop()
+
+    def status(self) -> list[dict[str, Any]]:
+        """Each coordinator's state."""
+        return [s.status() for s in self.syncs]
