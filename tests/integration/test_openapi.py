@@ -1,0 +1,160 @@
+"""The OpenAPI document: valid, complete, and true of the running server.
+
+Complete: every route the app registers is documented and nothing else is.
+True: real answers of a running agent -- successes, refusals, errors, JSON-RPC
+-- have a documented status and content type and match the documented schema
+(closed objects, so an undocumented field fails).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from jsonschema import Draft202012Validator
+from openapi_spec_validator import validate
+from referencing import Registry, Resource
+from referencing.jsonschema import DRAFT202012
+
+from agent.api.app import make_app
+from agent.api.openapi import DOCUMENT
+from agent.authority import Authority
+from agent.events import EventBus
+from agent.registry import Registry as Rules
+from agent.store import Store
+from tests.agentproc import AgentProcess, Response
+
+DOC_URI = "urn:resource-agent:openapi"
+REGISTRY: Registry[Any] = Registry().with_resource(
+    DOC_URI, Resource.from_contents(DOCUMENT, default_specification=DRAFT202012)
+)
+METHODS = {"get", "put", "post", "delete", "patch", "options", "head", "trace"}
+
+
+def _pointer(*parts: str) -> str:
+    return "/".join(p.replace("~", "~0").replace("/", "~1") for p in parts)
+
+
+def check(path: str, method: str, resp: Response) -> Any:
+    """The answer has a documented status and content type and fits the schema."""
+    operation = DOCUMENT["paths"][path][method.lower()]
+    documented = operation["responses"].get(str(resp.status))
+    assert documented is not None, f"{method} {path}: HTTP {resp.status} is not documented"
+    content = documented.get("content")
+    if content is None:
+        assert resp.body == b"", f"{method} {path}: {resp.status} documented without a body"
+        return None
+    content_type = resp.headers.get("content-type", "").split(";")[0]
+    assert content_type in content, f"{method} {path}: {content_type} not in {list(content)}"
+    pointer = _pointer("paths", path, method.lower(), "responses", str(resp.status))
+    pointer += "/" + _pointer("content", content_type, "schema")
+    validator = Draft202012Validator({"$ref": f"{DOC_URI}#/{pointer}"}, registry=REGISTRY)
+    body = resp.json()
+    errors = sorted(validator.iter_errors(body), key=lambda e: list(e.path))
+    assert not errors, f"{method} {path} {resp.status}: {errors[0].message} in {body}"
+    return body
+
+
+def test_document_is_valid_openapi() -> None:
+    validate(DOCUMENT)
+
+
+@pytest.fixture(scope="module")
+def app_routes(tmp_path_factory: pytest.TempPathFactory) -> Iterator[set[tuple[str, str]]]:
+    """(METHOD, path) of every route the real app registers (HEAD comes with GET)."""
+    store = Store(Path(tmp_path_factory.mktemp("routes")) / "state.db", time.time)
+    authority = Authority(Rules(time.time), store, EventBus(), time.time, lambda exc: None)
+    app = make_app(authority, "resource-agent://test")
+    routes = {
+        (route.method, route.resource.canonical)
+        for route in app.router.routes()
+        if route.method != "HEAD" and route.resource is not None
+    }
+    yield routes
+    asyncio.run(store.close())
+
+
+def test_every_route_is_documented_and_nothing_else(app_routes: set[tuple[str, str]]) -> None:
+    documented = {
+        (method.upper(), path)
+        for path, item in DOCUMENT["paths"].items()
+        for method in item
+        if method in METHODS
+    }
+    assert app_routes - documented == set(), "registered but not documented"
+    assert documented - app_routes == set(), "documented but not registered"
+
+
+def test_served_document_is_the_document(pool_agent: AgentProcess) -> None:
+    resp = pool_agent.request("GET", "/api/openapi.json")
+    assert check("/api/openapi.json", "GET", resp) == json.loads(json.dumps(DOCUMENT))
+
+
+def test_read_routes_match_the_schemas(pool_agent: AgentProcess, rid: str) -> None:
+    check("/api/health", "GET", pool_agent.request("GET", "/api/health"))
+    check("/api/coordinators", "GET", pool_agent.request("GET", "/api/coordinators"))
+    check("/api/resources", "GET", pool_agent.request("GET", "/api/resources"))
+    one = "/api/resources/{id}"
+    check(one, "GET", pool_agent.request("GET", f"/api/resources/{rid}"))
+    check(one, "GET", pool_agent.request("GET", "/api/resources/nope"))
+    history = "/api/resources/{id}/history"
+    check(history, "GET", pool_agent.request("GET", f"/api/resources/{rid}/history"))
+    check(history, "GET", pool_agent.request("GET", f"/api/resources/{rid}/history?limit=0"))
+    check(history, "GET", pool_agent.request("GET", "/api/resources/nope/history"))
+
+
+def action(agent: AgentProcess, rid: str, name: str, body: Any = None) -> Any:
+    path = "/api/resources/{id}/" + name
+    return check(path, "POST", agent.request("POST", f"/api/resources/{rid}/{name}", body))
+
+
+def test_hold_routes_match_the_schemas(pool_agent: AgentProcess, rid: str) -> None:
+    key = action(pool_agent, rid, "reserve", {"timeout": 60, "holder": "me"})["hold"]["key"]
+    action(pool_agent, rid, "reserve", {"timeout": 60, "holder": "you"})  # 409
+    action(pool_agent, rid, "lock", {"key": "wrong"})  # 403
+    held = action(pool_agent, rid, "lock", {"key": key, "lease": 60})
+    assert held["hold"]["key"] == key and held["resource"]["holder"]["kind"] == "locked"
+    action(pool_agent, rid, "renew", {"key": key, "lease": 120})
+    action(pool_agent, rid, "renew", {"key": key, "lease": "long"})  # 422
+    check(
+        "/api/resources/{id}/history",
+        "GET",
+        pool_agent.request("GET", f"/api/resources/{rid}/history"),
+    )
+    action(pool_agent, rid, "release", {"key": key})
+    action(pool_agent, rid, "release", {"key": key})  # 409 not held
+    action(pool_agent, rid, "lock", {})
+    action(pool_agent, rid, "release", {"force": True})
+    action(pool_agent, rid, "disable", {"reason": "flaky"})
+    action(pool_agent, rid, "enable")
+    action(pool_agent, "nope", "enable")  # 404
+    action(pool_agent, rid, "release", b"[1,")  # 400
+    action(pool_agent, rid, "reserve", b"[]")  # 400
+    action(pool_agent, rid, "disable", {"reason": "x" * 70_000})  # 413
+
+
+def test_jsonrpc_answers_match_the_schemas(pool_agent: AgentProcess, rid: str) -> None:
+    request = {
+        "jsonrpc": "2.0",
+        "method": "ResourceMonitor.Resources.Reserve",
+        "params": {"resource": rid, "timeout": 3, "clientInfo": {"id": "j", "url": "u"}},
+        "id": "183729",
+    }
+    ok = check("/", "POST", pool_agent.request("POST", "/", request))
+    assert ok["result"]["status"] == "OK"
+    other = {**request["params"], "clientInfo": {"id": "j", "url": "other"}}  # type: ignore[dict-item]
+    no = check("/", "POST", pool_agent.request("POST", "/", request | {"id": 5, "params": other}))
+    assert no["result"]["status"] == "NO"
+    bad = check("/", "POST", pool_agent.request("POST", "/", request | {"method": "x"}))
+    assert bad["error"]["code"] == -32601
+    check("/", "POST", pool_agent.request("POST", "/", b"{"))
+    batch = check("/", "POST", pool_agent.request("POST", "/", [request, request | {"id": None}]))
+    assert len(batch) == 2
+    del request["id"]
+    check("/", "POST", pool_agent.request("POST", "/", request))  # 204
+    check("/", "POST", pool_agent.request("POST", "/", b" " * 70_000))  # 413
