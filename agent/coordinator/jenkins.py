@@ -10,6 +10,7 @@ what to fix.
 
 from __future__ import annotations
 
+import base64
 import enum
 import json
 import ssl
@@ -217,7 +218,10 @@ class JenkinsClient:
     ) -> None:
         self.url = url if url.endswith("/") else url + "/"
         self.node = node
-        self._auth = aiohttp.BasicAuth(user, token or "") if user is not None else None
+        self._headers: dict[str, str] = {}
+        if user is not None:
+            pair = base64.b64encode(f"{user}:{token or ''}".encode()).decode("ascii")
+            self._headers["Authorization"] = "Basic " + pair
         self._timeout = aiohttp.ClientTimeout(total=timeout)
         self._ssl = ssl_context
         self._session: aiohttp.ClientSession | None = None
@@ -246,7 +250,7 @@ class JenkinsClient:
 
     async def _request(self, method: str, path: str, params: Mapping[str, str]) -> Any:
         if self._session is None:
-            self._session = aiohttp.ClientSession(timeout=self._timeout, auth=self._auth)
+            self._session = aiohttp.ClientSession(timeout=self._timeout, headers=self._headers)
         url = self.url + path
         self.requests += 1
         what = f"{method} {url}"

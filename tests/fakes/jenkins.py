@@ -286,6 +286,9 @@ class FakeJenkins:
         self.metadata: dict[str, list[dict[str, Any]]] = {n: [] for n in nodes}
         self.requests: list[Recorded] = []
         self.outage = Outage()
+        # Values with these names are refused with ERR_BAD_DATA (as Jenkins refuses
+        # a document it cannot take), to test how the agent copes.
+        self.reject_names: set[str] = set()
         self.lock = threading.Lock()  # handlers run in the server's thread
 
     # --------------------------------------------------------- test helpers
@@ -397,6 +400,9 @@ class FakeJenkins:
             if _name_key(value) in seen:
                 raise bad_data(f"two values named {value['name']!r}")
             seen.add(_name_key(value))
+        for res in _walk_resources(posted):
+            if res["name"] in self.reject_names:
+                raise bad_data(f"cannot store {res['name']!r}")
         work = copy.deepcopy(values)  # all or nothing
         for value in posted:
             _merge(work, value, replace)
