@@ -51,3 +51,6 @@ bench: system-deps $(VENV)/.installed-test
 
 clean:
 	rm -rf $(VENV) build *.egg-info .mypy_cache .ruff_cache .pytest_cache
+
+# make install / make uninstall (as root): see install.mk and the README.
+include install.mk

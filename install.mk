@@ -1,0 +1,82 @@
+# `make install` / `make uninstall` (included by the Makefile; README "Install").
+#
+# As root on the build machine:  make install
+# Staged (packaging, tests):     make install DESTDIR=/tmp/stage [INSTALL_VENV=0]
+#
+# The agent gets its own venv in PREFIX; the unit, sysusers file and udev rules
+# go where systemd and udev read them; /etc/resource-agent/agent.toml is
+# written only when absent. With an empty DESTDIR, the user is created and
+# systemd and udev are reloaded where they run.
+
+PREFIX       ?= /opt/resource-agent
+SYSCONFDIR   ?= /etc
+UNITDIR      ?= /etc/systemd/system
+SYSUSERSDIR  ?= /usr/lib/sysusers.d
+UDEVRULESDIR ?= /etc/udev/rules.d
+# 0 skips the venv (tests of the file layout); a real install needs it.
+INSTALL_VENV ?= 1
+# Extra arguments for pip, e.g. PIP_ARGS="--index-url https://mirror/simple".
+PIP_ARGS     ?=
+
+CONFDIR  = $(SYSCONFDIR)/resource-agent
+DOCDIR   = $(PREFIX)/share/doc/resource-agent
+D        = $(DESTDIR)
+
+install:
+	@if [ -z "$(DESTDIR)" ] && [ "$$(id -u)" != 0 ]; then \
+	  echo "make install: run as root (sudo make install), or stage with DESTDIR=..." >&2; exit 1; fi
+ifeq ($(INSTALL_VENV),1)
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
+	  { echo "make install: $(PYTHON) is older than 3.11; set PYTHON=python3.11" >&2; exit 1; }
+	$(PYTHON) -m venv $(D)$(PREFIX)
+	$(D)$(PREFIX)/bin/pip install -q --disable-pip-version-check $(PIP_ARGS) .
+	@# A staged venv must name its final place in its scripts, not the staging dir.
+	@if [ -n "$(DESTDIR)" ]; then \
+	  grep -rlF '$(D)$(PREFIX)' $(D)$(PREFIX)/bin $(D)$(PREFIX)/pyvenv.cfg | \
+	    xargs -r sed -i 's#$(D)$(PREFIX)#$(PREFIX)#g'; fi
+endif
+	install -D -m 0644 README.md $(D)$(DOCDIR)/README.md
+	install -d -m 0755 $(D)$(UNITDIR) $(D)$(SYSUSERSDIR) $(D)$(UDEVRULESDIR)
+	sed 's#/opt/resource-agent#$(PREFIX)#g' systemd/resource-agent.service \
+	  > $(D)$(UNITDIR)/resource-agent.service
+	chmod 0644 $(D)$(UNITDIR)/resource-agent.service
+	install -m 0644 systemd/resource-agent.sysusers $(D)$(SYSUSERSDIR)/resource-agent.conf
+	install -m 0644 udev-rules/90-resource-agent.rules $(D)$(UDEVRULESDIR)/90-resource-agent.rules
+	install -d -m 0755 $(D)$(CONFDIR)
+	@if [ -e $(D)$(CONFDIR)/agent.toml ]; then \
+	  echo "keeping the existing $(CONFDIR)/agent.toml (example: etc/agent.toml)"; \
+	else install -m 0644 etc/agent.toml $(D)$(CONFDIR)/agent.toml; \
+	  echo "wrote $(CONFDIR)/agent.toml"; fi
+	@# LoadCredential= fails the unit when its file is missing: start with an empty token.
+	@if [ ! -e $(D)$(CONFDIR)/jenkins.token ]; then \
+	  install -m 0600 /dev/null $(D)$(CONFDIR)/jenkins.token; fi
+	@if [ -z "$(DESTDIR)" ]; then \
+	  if command -v systemd-sysusers >/dev/null; then \
+	    systemd-sysusers $(SYSUSERSDIR)/resource-agent.conf; fi; \
+	  if [ -d /run/systemd/system ]; then systemctl daemon-reload; fi; \
+	  if udevadm control --ping 2>/dev/null; then \
+	    udevadm control --reload && udevadm trigger --subsystem-match=usb --action=change; fi; \
+	  echo "installed; next: edit $(CONFDIR)/agent.toml, then" \
+	       "systemctl enable --now resource-agent && $(PREFIX)/bin/resource-agent doctor"; fi
+
+uninstall:
+	@if [ -z "$(DESTDIR)" ] && [ "$$(id -u)" != 0 ]; then \
+	  echo "make uninstall: run as root (sudo make uninstall)" >&2; exit 1; fi
+	@if [ -z "$(DESTDIR)" ] && [ -d /run/systemd/system ]; then \
+	  systemctl disable --now resource-agent.service 2>/dev/null || true; fi
+	rm -f $(D)$(UNITDIR)/resource-agent.service $(D)$(SYSUSERSDIR)/resource-agent.conf \
+	  $(D)$(UDEVRULESDIR)/90-resource-agent.rules
+	@# PREFIX goes whole only when it is this agent's venv; else just what we put there.
+	@if [ -f $(D)$(PREFIX)/pyvenv.cfg ] && [ -e $(D)$(PREFIX)/bin/resource-agent ]; then \
+	  rm -rf $(D)$(PREFIX); echo "removed $(PREFIX)"; \
+	else rm -rf $(D)$(DOCDIR); \
+	  rmdir $(D)$(PREFIX)/share/doc $(D)$(PREFIX)/share $(D)$(PREFIX) 2>/dev/null || true; fi
+	@# The administrator's config and token stay unless they are the untouched defaults.
+	@if cmp -s etc/agent.toml $(D)$(CONFDIR)/agent.toml; then rm -f $(D)$(CONFDIR)/agent.toml; fi
+	@if [ -e $(D)$(CONFDIR)/jenkins.token ] && [ ! -s $(D)$(CONFDIR)/jenkins.token ]; then \
+	  rm -f $(D)$(CONFDIR)/jenkins.token; fi
+	@rmdir $(D)$(CONFDIR) 2>/dev/null || \
+	  echo "kept $(CONFDIR) (your config); state stays in /var/lib/resource-agent"
+	@if [ -z "$(DESTDIR)" ]; then \
+	  if [ -d /run/systemd/system ]; then systemctl daemon-reload; fi; \
+	  if udevadm control --ping 2>/dev/null; then udevadm control --reload; fi; fi
