@@ -214,6 +214,8 @@ class _Node:
 class Testbed:
     """One umockdev testbed: a PCI xHCI controller per bus, and what is plugged into it."""
 
+    __test__ = False  # not a pytest test class, despite its name
+
     def __init__(self) -> None:
         if not umockdev_active():
             raise RuntimeError("run under umockdev-wrapper (LD_PRELOAD lacks umockdev-preload)")
