@@ -1,4 +1,4 @@
-"""Durable state in SQLite: every resource as its latest snapshot, plus hold history.
+"""Durable state in SQLite: every resource as its latest snapshot, plus a hold log.
 
 One writer thread owns the connection and commits in groups: it takes every
 change queued while the previous commit was on disk and commits them together,
@@ -6,6 +6,11 @@ so 32 clients cost one fsync rather than 32, and the event loop never waits on
 the disk. A change's future resolves only after its group is committed; the
 caller answers the client after that. The queue is FIFO, so a change is never
 acknowledged before a change it depended on.
+
+Rows are built on the caller's thread and a group is written with two
+``executemany`` calls (snapshots, then log lines): each separate SQLite call
+would hand the GIL back and forth with the event loop, and those hand-offs,
+not the disk, are what limits a Python writer thread.
 """
 
 from __future__ import annotations
@@ -46,19 +51,17 @@ CREATE TABLE IF NOT EXISTS resources (
     hold_expires REAL,
     hold_duration REAL
 );
-CREATE TABLE IF NOT EXISTS history (
-    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+CREATE TABLE IF NOT EXISTS hold_log (
+    seq INTEGER PRIMARY KEY,
     resource_id TEXT NOT NULL,
-    key TEXT NOT NULL UNIQUE,
-    kind TEXT NOT NULL,
+    key TEXT NOT NULL,
+    event TEXT NOT NULL,
     holder_id TEXT NOT NULL,
     holder_url TEXT NOT NULL,
-    reserved_at REAL,
-    locked_at REAL,
-    ended_at REAL,
-    end_reason TEXT
+    at REAL NOT NULL,
+    reason TEXT NOT NULL
 );
-CREATE INDEX IF NOT EXISTS history_by_resource ON history (resource_id, seq);
+CREATE INDEX IF NOT EXISTS hold_log_by_resource ON hold_log (resource_id, seq);
 """
 
 UPSERT_RESOURCE = """
@@ -72,6 +75,14 @@ ON CONFLICT (id) DO UPDATE SET
     holder_url=excluded.holder_url, hold_since=excluded.hold_since,
     hold_expires=excluded.hold_expires, hold_duration=excluded.hold_duration
 """
+
+INSERT_LOG = (
+    "INSERT INTO hold_log (resource_id, key, event, holder_id, holder_url, at, reason)"
+    " VALUES (?,?,?,?,?,?,?)"
+)
+
+# The hold events worth a line in the log (renewals only move a deadline).
+LOGGED = frozenset({EventType.RESERVED, EventType.LOCKED} | HOLD_ENDING)
 
 
 class StoreError(Exception):
@@ -88,6 +99,14 @@ class HistoryEntry:
     locked_at: float | None
     ended_at: float | None
     end_reason: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class _Rows:
+    """A write, ready for the writer thread."""
+
+    resources: dict[str, tuple[Any, ...]]
+    log: list[tuple[Any, ...]]
 
 
 def _resource_row(res: Resource) -> tuple[Any, ...]:
@@ -137,32 +156,49 @@ def _row_resource(row: sqlite3.Row) -> Resource:
     )
 
 
-def _apply(conn: sqlite3.Connection, event: Event, now: float) -> None:
-    conn.execute(UPSERT_RESOURCE, _resource_row(event.resource))
-    hold = event.hold
-    if hold is None:
-        return
-    if event.type is EventType.RESERVED:
-        conn.execute(
-            "INSERT INTO history (resource_id, key, kind, holder_id, holder_url, reserved_at)"
-            " VALUES (?,?,?,?,?,?)",
-            (event.resource.id, hold.key, "reserved", hold.holder.id, hold.holder.url, hold.since),
+def _rows(events: Sequence[Event], now: float) -> _Rows:
+    resources: dict[str, tuple[Any, ...]] = {}
+    lines: list[tuple[Any, ...]] = []
+    for event in events:
+        resources[event.resource.id] = _resource_row(event.resource)  # the last snapshot wins
+        hold = event.hold
+        if hold is None or event.type not in LOGGED:
+            continue
+        if event.type is EventType.EXPIRED and hold.expires is not None:
+            at = hold.expires
+        elif event.type in HOLD_ENDING:
+            at = now
+        else:
+            at = hold.since
+        holder = hold.holder
+        lines.append(
+            (event.resource.id, hold.key, event.type.value, holder.id, holder.url, at, event.reason)
         )
-    elif event.type is EventType.LOCKED:
-        # A lock either follows this key's reservation or is taken directly.
-        conn.execute(
-            "INSERT INTO history (resource_id, key, kind, holder_id, holder_url, locked_at)"
-            " VALUES (?,?,?,?,?,?) ON CONFLICT (key) DO UPDATE SET kind=excluded.kind,"
-            " holder_id=excluded.holder_id, holder_url=excluded.holder_url,"
-            " locked_at=excluded.locked_at",
-            (event.resource.id, hold.key, "locked", hold.holder.id, hold.holder.url, hold.since),
+    return _Rows(resources, lines)
+
+
+def _fold_history(rows: list[sqlite3.Row], limit: int) -> list[HistoryEntry]:
+    """Log lines (oldest first) into one entry per hold, newest first."""
+    by_key: dict[str, dict[str, Any]] = {}
+    for row in rows:
+        entry = by_key.setdefault(
+            row["key"],
+            dict.fromkeys(("holder", "reserved_at", "locked_at", "ended_at", "end_reason")),
         )
-    elif event.type in HOLD_ENDING:
-        ended = hold.expires if event.type is EventType.EXPIRED else now
-        conn.execute(
-            "UPDATE history SET ended_at=?, end_reason=? WHERE key=? AND ended_at IS NULL",
-            (ended, event.reason, hold.key),
-        )
+        entry.setdefault("kind", "reserved")
+        event = EventType(row["event"])
+        if event is EventType.RESERVED:
+            entry["reserved_at"] = row["at"]
+        elif event is EventType.LOCKED:
+            entry["kind"] = "locked"
+            entry["locked_at"] = row["at"]
+        else:
+            entry["ended_at"] = row["at"]
+            entry["end_reason"] = row["reason"]
+        if event in (EventType.RESERVED, EventType.LOCKED) or entry["holder"] is None:
+            entry["holder"] = Holder(row["holder_id"], row["holder_url"])
+    entries = [HistoryEntry(**e) for e in by_key.values()]
+    return entries[::-1][:limit]
 
 
 _STOP = object()
@@ -200,34 +236,23 @@ class Store:
 
     def write(self, events: Sequence[Event]) -> asyncio.Future[None]:
         """Queue events to be committed; the future resolves once they are on disk."""
-        return self.call(lambda conn: self._write_all(conn, events))
+        return self._submit(_rows(events, self._clock()))
 
     def call(self, fn: Callable[[sqlite3.Connection], T]) -> asyncio.Future[T]:
-        """Run ``fn`` on the writer thread, in order with writes, inside a group."""
-        assert self._loop is not None, "Store.start() was not called"
-        future: asyncio.Future[T] = self._loop.create_future()
-        self._queue.put((fn, future))
-        return future
+        """Run ``fn`` on the writer thread, in order with the writes."""
+        return self._submit(fn)
 
     async def history(self, resource_id: str, limit: int = 100) -> list[HistoryEntry]:
         """The latest ``limit`` holds of a resource, newest first."""
 
         def query(conn: sqlite3.Connection) -> list[HistoryEntry]:
+            # A hold has at most three lines (reserved, locked, ended).
             rows = conn.execute(
-                "SELECT * FROM history WHERE resource_id=? ORDER BY seq DESC LIMIT ?",
-                (resource_id, limit),
+                "SELECT * FROM (SELECT * FROM hold_log WHERE resource_id=?"
+                " ORDER BY seq DESC LIMIT ?) ORDER BY seq",
+                (resource_id, limit * 3 + 2),
             ).fetchall()
-            return [
-                HistoryEntry(
-                    kind=r["kind"],
-                    holder=Holder(r["holder_id"], r["holder_url"]),
-                    reserved_at=r["reserved_at"],
-                    locked_at=r["locked_at"],
-                    ended_at=r["ended_at"],
-                    end_reason=r["end_reason"],
-                )
-                for r in rows
-            ]
+            return _fold_history(rows, limit)
 
         return await self.call(query)
 
@@ -239,10 +264,11 @@ class Store:
             self._thread = None
         self._conn.close()
 
-    def _write_all(self, conn: sqlite3.Connection, events: Sequence[Event]) -> None:
-        now = self._clock()
-        for event in events:
-            _apply(conn, event, now)
+    def _submit(self, item: Any) -> asyncio.Future[Any]:
+        assert self._loop is not None, "Store.start() was not called"
+        future: asyncio.Future[Any] = self._loop.create_future()
+        self._queue.put((item, future))
+        return future
 
     def _run(self) -> None:
         stop = False
@@ -259,29 +285,62 @@ class Store:
             if batch:
                 self._commit(batch)
 
-    def _commit(self, batch: list[tuple[Callable[[sqlite3.Connection], Any], Any]]) -> None:
-        results: list[tuple[Any, Any, BaseException | None]] = []
+    def _commit(self, batch: list[tuple[Any, asyncio.Future[Any]]]) -> None:
         try:
-            self._conn.execute("BEGIN IMMEDIATE")
-            for fn, future in batch:
-                # A savepoint per item: one bad item fails alone, not its group.
-                self._conn.execute("SAVEPOINT item")
-                try:
-                    value = fn(self._conn)
-                except Exception as exc:
-                    self._conn.execute("ROLLBACK TO item")
-                    results.append((future, None, exc))
-                else:
-                    results.append((future, value, None))
-                self._conn.execute("RELEASE item")
-            self._conn.execute("COMMIT")
+            results = self._transaction(batch)
         except sqlite3.Error as exc:
-            log.error("committing %d changes to %s failed: %s", len(batch), self.path, exc)
-            if self._conn.in_transaction:
-                self._conn.execute("ROLLBACK")
-            results = [(future, None, StoreError(f"commit failed: {exc}")) for _, future in batch]
+            if len(batch) == 1:
+                log.error("committing to %s failed: %s", self.path, exc)
+                results = [(batch[0][1], None, StoreError(f"commit failed: {exc}"))]
+            else:
+                # Find the culprit: each item alone, so only a bad one fails.
+                results = []
+                for item in batch:
+                    self._commit_alone(item, results)
         assert self._loop is not None
         self._loop.call_soon_threadsafe(_resolve_all, results)
+
+    def _commit_alone(self, item: tuple[Any, asyncio.Future[Any]], results: list[Any]) -> None:
+        try:
+            results.extend(self._transaction([item]))
+        except sqlite3.Error as exc:
+            log.error("committing to %s failed: %s", self.path, exc)
+            results.append((item[1], None, StoreError(f"commit failed: {exc}")))
+
+    def _transaction(self, batch: list[tuple[Any, asyncio.Future[Any]]]) -> list[Any]:
+        conn = self._conn
+        results: list[Any] = []
+        resources: dict[str, tuple[Any, ...]] = {}
+        lines: list[tuple[Any, ...]] = []
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            for item, future in batch:
+                if isinstance(item, _Rows):
+                    resources.update(item.resources)
+                    lines.extend(item.log)
+                    results.append((future, None, None))
+                    continue
+                # A read or other call sees every write queued before it.
+                self._flush(resources, lines)
+                try:
+                    results.append((future, item(conn), None))
+                except Exception as exc:
+                    results.append((future, None, exc))
+            self._flush(resources, lines)
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+        return results
+
+    def _flush(self, resources: dict[str, tuple[Any, ...]], lines: list[tuple[Any, ...]]) -> None:
+        if resources:
+            self._conn.executemany(UPSERT_RESOURCE, resources.values())
+            resources.clear()
+        if lines:
+            self._conn.executemany(INSERT_LOG, lines)
+            lines.clear()
 
 
 def _resolve_all(results: list[tuple[Any, Any, BaseException | None]]) -> None:
