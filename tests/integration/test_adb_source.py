@@ -1,0 +1,229 @@
+"""The adb source in-process: the real adb server, fake phones that misbehave.
+
+The source reports through the real inventory into a real registry, so these
+tests look at what the agent would show, without an HTTP round trip, and can
+use short read timeouts. Phones that answer garbage, hang, or die in the
+middle of a read must leave the source running and the phone reported with
+what is known.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+from agent.config import AdbSection
+from agent.discovery.adb import AdbSource
+from agent.discovery.adb_host import AdbHost, AdbHostError
+from agent.discovery.inventory import Inventory
+from agent.model import Description, Resource
+from agent.registry import Registry
+from tests.fakes.adb_server import AdbServer
+from tests.fakes.adbd import FakeAdbd
+
+pytestmark = pytest.mark.timeout(60)
+
+
+class RegistrySink:
+    """The inventory's facts applied to a real registry (the authority minus the store)."""
+
+    def __init__(self) -> None:
+        self.registry = Registry(time.time, grace=30.0)
+
+    def describe(self, desc: Description) -> None:
+        self.registry.describe(desc)
+
+    def vanish(self, resource_id: str) -> None:
+        self.registry.vanish(resource_id)
+
+    def set_health(self, resource_id: str, reason: str | None) -> None:
+        self.registry.set_health(resource_id, reason)
+
+    def get(self, resource_id: str) -> Resource | None:
+        found = {r.id: r for r in self.registry.resources()}
+        return found.get(resource_id)
+
+
+@pytest.fixture(scope="module")
+def adb_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AdbServer]:
+    """The module's private adb server."""
+    with AdbServer(tmp_path_factory.mktemp("adb-home")) as server:
+        yield server
+
+
+@pytest.fixture
+def phones(adb_server: AdbServer) -> Iterator[Callable[..., FakeAdbd]]:
+    """Start fake phones (FakeAdbd keyword arguments); stopped and disconnected after."""
+    made: list[FakeAdbd] = []
+
+    def make(**kwargs: Any) -> FakeAdbd:
+        phone = FakeAdbd(**kwargs).start()
+        made.append(phone)
+        return phone
+
+    yield make
+    for phone in made:
+        phone.stop()
+        adb_server.disconnect(phone.serial)
+
+
+def source(sink: RegistrySink, server: str, read_timeout: float = 0.5, **adb: Any) -> AdbSource:
+    settings = AdbSection(server=server, allow_remote=True, battery_interval=0.2, **adb)
+    return AdbSource(Inventory(sink, adb_enabled=True), settings, read_timeout=read_timeout)
+
+
+def where(sink: RegistrySink, rid: str, check: Callable[[Resource], bool]) -> Callable[[], Any]:
+    """A poll for ``until``: the resource once it exists and passes ``check``."""
+
+    def poll() -> Resource | None:
+        res = sink.get(rid)
+        return res if res is not None and check(res) else None
+
+    return poll
+
+
+async def until(check: Callable[[], Any], what: str, timeout: float = 10.0) -> Any:
+    """Poll ``check`` on the loop until it answers something truthy."""
+    deadline = time.monotonic() + timeout
+    while not (value := check()):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        await asyncio.sleep(0.02)
+    return value
+
+
+@pytest.mark.parametrize("mode", ["garbage", "hang"])
+def test_unreadable_phone_is_reported_and_read_again_later(
+    mode: Any,
+    adb_server: AdbServer,
+    phones: Callable[..., FakeAdbd],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    phone = phones(shell_mode=mode)
+    adb_server.connect(phone.serial)
+    sink = RegistrySink()
+
+    async def scenario() -> None:
+        adb = source(sink, adb_server.address, read_timeout=0.3)
+        await adb.start()
+        try:
+            res = sink.get(phone.serial)
+            assert res is not None
+            assert res.present and res.health is None
+            assert dict(res.metadata) == {"adb-state": "device"}
+            # The phone gets well: the next round reads what it could not.
+            phone.shell_mode = "normal"
+            res = await until(
+                where(sink, phone.serial, lambda r: "sdk" in r.metadata), "props read"
+            )
+            assert res.metadata["sdk"] == "34" and res.metadata["battery"] == "85"
+        finally:
+            await adb.stop()
+
+    with caplog.at_level(logging.WARNING, logger="agent.discovery.adb"):
+        asyncio.run(scenario())
+    messages = [r.getMessage() for r in caplog.records]
+    why = "timed out" if mode == "hang" else "getprop printed no properties"
+    assert f"adb: cannot read the properties of {phone.serial}: {why}" in messages
+    assert any(m.startswith(f"adb: cannot read the battery of {phone.serial}") for m in messages)
+
+
+def test_phone_dying_mid_read_leaves_the_source_running(
+    adb_server: AdbServer, phones: Callable[..., FakeAdbd], caplog: pytest.LogCaptureFixture
+) -> None:
+    dying = phones(shell_mode="hang")
+    adb_server.connect(dying.serial)
+    sink = RegistrySink()
+
+    async def scenario() -> None:
+        adb = source(sink, adb_server.address, read_timeout=30.0)
+        starting = asyncio.create_task(adb.start())
+        try:
+            await until(lambda: dying.shell_count >= 1, "the first read to begin")
+            await asyncio.to_thread(dying.stop)
+            await starting  # the broken read ends start-up's wait, not the timeout
+            res = await until(
+                where(sink, dying.serial, lambda r: r.metadata["adb-state"] == "offline"),
+                "the dead phone to show offline",
+            )
+            assert res.health is not None
+
+            healthy = phones()
+            await asyncio.to_thread(adb_server.connect, healthy.serial)
+            res = await until(
+                where(sink, healthy.serial, lambda r: "model" in r.metadata),
+                "a new phone to be read",
+            )
+            assert res.metadata["battery"] == "85" and res.health is None
+        finally:
+            starting.cancel()
+            await adb.stop()
+
+    with caplog.at_level(logging.WARNING, logger="agent.discovery.adb"):
+        asyncio.run(scenario())
+    assert f"adb: cannot read the properties of {dying.serial}" in caplog.text
+
+
+def test_host_protocol_errors_name_the_problem(adb_server: AdbServer) -> None:
+    async def scenario() -> None:
+        host = AdbHost("127.0.0.1", adb_server.port)
+        with pytest.raises(AdbHostError, match="not found"):
+            await host.shell("nosuchphone", "getprop", timeout=5)
+        assert await host.devices(timeout=5) is not None
+
+        async def babble(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            await reader.read(100)
+            writer.write(b"HELO")
+            await writer.drain()
+            writer.close()
+
+        async def bad_frame(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            await reader.read(100)
+            writer.write(b"OKAYzz12")
+            await writer.drain()
+            writer.close()
+
+        for handler, message in ((babble, "not OKAY or FAIL"), (bad_frame, "bad length")):
+            server = await asyncio.start_server(handler, "127.0.0.1", 0)
+            port = server.sockets[0].getsockname()[1]
+            async with server:
+                with pytest.raises(AdbHostError, match=message):
+                    await AdbHost("127.0.0.1", port).devices(timeout=5)
+
+    asyncio.run(scenario())
+
+
+def test_garbled_server_is_retried_without_stopping(caplog: pytest.LogCaptureFixture) -> None:
+    connections = 0
+
+    async def scenario() -> int:
+        async def garble(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            nonlocal connections
+            connections += 1
+            await reader.read(100)
+            writer.write(b"OKAY0004x\ty\nzzzz")  # one list, then nonsense
+            await writer.drain()
+            writer.close()
+
+        server = await asyncio.start_server(garble, "127.0.0.1", 0)
+        port: int = server.sockets[0].getsockname()[1]
+        sink = RegistrySink()
+        async with server:
+            adb = source(sink, f"127.0.0.1:{port}")
+            await adb.start()
+            try:
+                await until(lambda: connections >= 3, "the source to reconnect twice")
+            finally:
+                await adb.stop()
+        return port
+
+    with caplog.at_level(logging.WARNING, logger="agent.discovery.adb"):
+        port = asyncio.run(scenario())
+    assert f"lost the server at 127.0.0.1:{port} (bad length b'zzzz' before the device list)" in (
+        caplog.text
+    )
