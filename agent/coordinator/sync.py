@@ -221,6 +221,11 @@ class CoordinatorSync:
             delay = delay / 2 + random.uniform(0, delay / 2)  # jitter: coordinators drift apart
         if err.kind is Failure.NO_NODE:
             self._reconciled = False  # the node may come back with other metadata
+        if err.kind in (Failure.AUTH, Failure.CONFIG) and self._client is not None:
+            # Read the token (and CA file) again next time: the fix is probably a new file.
+            self._requests += self._client.requests
+            await self._client.close()
+            self._client = None
         self._state = "failing" if slow else "retrying"
         self._next_retry = time.time() + delay
         self._note_error(err)

@@ -24,12 +24,13 @@ import argparse
 import asyncio
 import base64
 import binascii
+import contextlib
 import copy
 import json
 import threading
 import time
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
@@ -464,8 +465,9 @@ def _html(status: int, message: str) -> web.Response:
     return web.Response(status=status, text=body, content_type="text/html")
 
 
-def make_app(jenkins: FakeJenkins) -> web.Application:  # noqa: PLR0915
-    """The aiohttp application serving ``jenkins``."""
+def make_app(jenkins: FakeJenkins, stopping: asyncio.Event | None = None) -> web.Application:  # noqa: PLR0915
+    """The aiohttp application serving ``jenkins``; ``stopping`` cuts delays short."""
+    stopping = stopping or asyncio.Event()
 
     async def handle(request: web.Request) -> web.StreamResponse:
         params: dict[str, str] = dict(request.query)
@@ -474,7 +476,8 @@ def make_app(jenkins: FakeJenkins) -> web.Application:  # noqa: PLR0915
             params.update({k: v for k, v in form.items() if isinstance(v, str)})
         delay = jenkins.outage.delay
         if delay:
-            await asyncio.sleep(delay)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stopping.wait(), delay)
         with jenkins.lock:
             user: str | None = None
             status, answer = 200, None
@@ -548,7 +551,7 @@ class JenkinsServer:
     _thread: threading.Thread | None = None
     _runner: web.AppRunner | None = None
     _site: web.TCPSite | None = None
-    _ready: threading.Event = field(default_factory=threading.Event)
+    _stopping: asyncio.Event | None = None
 
     @property
     def url(self) -> str:
@@ -577,7 +580,8 @@ class JenkinsServer:
         """Stop serving and end the thread."""
         if self._loop is None or self._thread is None:
             return
-        assert self._runner is not None
+        assert self._runner is not None and self._stopping is not None
+        self._loop.call_soon_threadsafe(self._stopping.set)
         self._call(self._runner.cleanup())
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(5)
@@ -595,7 +599,10 @@ class JenkinsServer:
         return asyncio.run_coroutine_threadsafe(coro, self._loop).result(10)
 
     async def _setup(self) -> None:
-        self._runner = web.AppRunner(make_app(self.jenkins), access_log=None)
+        self._stopping = asyncio.Event()
+        self._runner = web.AppRunner(
+            make_app(self.jenkins, self._stopping), access_log=None, shutdown_timeout=1.0
+        )
         await self._runner.setup()
         await self._start_site()
 
@@ -611,6 +618,9 @@ class JenkinsServer:
         if self._site is not None:
             await self._site.stop()
             self._site = None
+        assert self._runner is not None and self._runner.server is not None
+        for conn in self._runner.server.connections:  # kept-alive ones too: really down
+            conn.force_close()
 
 
 def main() -> None:
