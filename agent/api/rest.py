@@ -7,6 +7,7 @@ listings: a key is the capability to release someone's lock.
 
 from __future__ import annotations
 
+import logging
 from typing import Any, TypeVar
 
 from aiohttp import web
@@ -23,6 +24,8 @@ from agent.api.wire import (
 )
 from agent.model import Code, Hold, Holder, Refused, Resource
 from agent.store import HistoryEntry
+
+log = logging.getLogger(__name__)
 
 routes = web.RouteTableDef()
 
@@ -210,7 +213,8 @@ async def show_resource(request: web.Request) -> web.Response:
 async def history(request: web.Request) -> web.Response:
     """Who held the resource, when, and how it ended; newest first."""
     raw = request.query.get("limit", "100")
-    if not raw.isdigit() or not 1 <= int(raw) <= 10000:
+    # isascii: str.isdigit() also takes digits like "²" that int() refuses.
+    if not (raw.isascii() and raw.isdigit()) or not 1 <= int(raw) <= 10000:
         raise ApiError(Code.INVALID_ARGUMENT, "limit: must be a whole number from 1 to 10000")
     entries = await request.app[AUTHORITY].history(request.match_info["id"], int(raw))
     return _json({"history": [history_json(e) for e in entries]})
@@ -286,3 +290,9 @@ async def errors(request: web.Request, handler: Any) -> web.StreamResponse:
             raise
         code = Code.NOT_FOUND if exc.status in (404, 405) else Code.MALFORMED_REQUEST
         return error_response(code, f"{exc.reason}: {request.method} {request.path}", exc.status)
+    except Exception:
+        if not request.path.startswith("/api/"):
+            raise
+        # A bug, not the client's fault: say so in the API's own shape, keep serving.
+        log.exception("%s %s failed", request.method, request.path)
+        return error_response(Code.INTERNAL, "internal error; see the agent's log")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from datetime import datetime
 from typing import Any, Protocol
 
@@ -35,14 +36,30 @@ def _no_constants(name: str) -> Any:
     raise BadJSON(f"{name} is not valid JSON")
 
 
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        # 1e400 would become inf, which cannot be answered back as JSON.
+        raise BadJSON(f"number {text[:40]} is out of range")
+    return value
+
+
 def parse_json(body: bytes) -> Any:
     """Parse a request body strictly; raise BadJSON with the reason."""
     try:
-        return json.loads(body.decode("utf-8"), parse_constant=_no_constants)
+        return json.loads(
+            body.decode("utf-8"), parse_constant=_no_constants, parse_float=_finite_float
+        )
+    except BadJSON:
+        raise
     except UnicodeDecodeError as exc:
         raise BadJSON("the body is not UTF-8") from exc
     except json.JSONDecodeError as exc:
         raise BadJSON(f"malformed JSON: {exc}") from exc
+    except ValueError as exc:  # an integer longer than Python converts (4300 digits)
+        raise BadJSON(f"unusable number: {exc}") from exc
+    except RecursionError as exc:
+        raise BadJSON("the JSON is nested too deeply") from exc
 
 
 def local_offset(epoch: float) -> int:
