@@ -7,7 +7,9 @@ length, checksum, magic), CNXN to connect, OPEN/OKAY/WRTE/CLSE for streams.
 It answers ``shell:`` services (v1 raw and shell protocol v2) for ``getprop``,
 ``getprop NAME``, ``dumpsys battery`` and ``echo``; everything else exits 127.
 ``shell_mode`` makes it misbehave: ``"garbage"`` answers junk to every command,
-``"hang"`` never answers a shell at all.
+``"hang"`` never answers a shell at all. ``mode`` is what the phone says it
+is running (``device``, ``recovery``, ``sideload``, ``bootloader``...), and
+the host lists it in that state.
 
 USB debugging authorization: with ``auth="refuse"`` it answers the host's CNXN
 with an AUTH token request (as adbd does when ``ro.adb.secure=1``), rejects
@@ -56,6 +58,8 @@ DEFAULT_PROPS: dict[str, str] = {
 }
 
 AuthMode = Literal["none", "refuse"]
+# What the CNXN banner announces; the host lists the phone in this state.
+Mode = Literal["device", "recovery", "sideload", "bootloader", "rescue"]
 ShellMode = Literal["normal", "garbage", "hang"]
 
 
@@ -95,6 +99,7 @@ class FakeAdbd:
         battery: int = 85,
         auth: AuthMode = "none",
         shell_mode: ShellMode = "normal",
+        mode: Mode = "device",
         host: str = "127.0.0.1",
         log: Callable[[str], None] | None = None,
     ) -> None:
@@ -104,6 +109,7 @@ class FakeAdbd:
         self.battery = battery
         self.auth: AuthMode = auth
         self.shell_mode: ShellMode = shell_mode
+        self.mode: Mode = mode
         self.shell_count = 0  # shell commands received, for tests that wait on a poll
         self._log = log or (lambda _m: None)
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -211,7 +217,7 @@ class FakeAdbd:
             f"{k}={self.props.get(k, '')};"
             for k in ("ro.product.name", "ro.product.model", "ro.product.device")
         )
-        return f"device::{ids}features=shell_v2,cmd".encode()
+        return f"{self.mode}::{ids}features=shell_v2,cmd".encode()
 
     def run_command(self, cmdline: str) -> tuple[bytes, int]:
         """Run ';'-separated fake commands; answer (stdout, exit code)."""
@@ -338,6 +344,7 @@ def main() -> None:
     ap.add_argument("--battery", type=int, default=85, help="dumpsys battery level")
     ap.add_argument("--auth", choices=["none", "refuse"], default="none")
     ap.add_argument("--shell", choices=["normal", "garbage", "hang"], default="normal")
+    ap.add_argument("--mode", choices=["device", "recovery", "sideload", "bootloader", "rescue"])
     ap.add_argument("-v", action="store_true", help="log every message")
     args = ap.parse_args()
     props = dict(DEFAULT_PROPS)
@@ -348,6 +355,7 @@ def main() -> None:
         battery=args.battery,
         auth=args.auth,
         shell_mode=args.shell,
+        mode=args.mode or "device",
         host=args.host,
         log=(lambda m: print(m, flush=True)) if args.v else None,
     )

@@ -146,6 +146,24 @@ def test_unauthorized_phone_is_shown_unusable_until_allowed(
     assert agent.post(f"/api/resources/{phone.serial}/reserve", {"timeout": 60}).status == 200
 
 
+def test_recovery_sideload_and_bootloader_are_shown_with_their_reason(
+    agent_factory: AgentFactory, adb_server: AdbServer, phones: Callable[..., FakeAdbd]
+) -> None:
+    modes = ("recovery", "sideload", "bootloader")
+    listed = {mode: phones(mode=mode) for mode in modes}
+    for phone in listed.values():
+        adb_server.connect(phone.serial, state=phone.mode)
+    agent = adb_agent(agent_factory, adb_server)
+
+    for mode, phone in listed.items():
+        res = resource(agent, phone.serial)
+        assert res is not None, agent.log_tail()
+        assert (res["state"], res["health"]) == ("unhealthy", ADB_HEALTH[mode])
+        assert res["metadata"] == {"adb-state": mode}
+        refused = agent.post(f"/api/resources/{phone.serial}/reserve", {"timeout": 60})
+        assert refused.json()["error"]["code"] == Code.UNHEALTHY
+
+
 def test_offline_phone_keeps_its_hold_and_is_absent_once_disconnected(
     agent_factory: AgentFactory, adb_server: AdbServer, phones: Callable[..., FakeAdbd]
 ) -> None:
