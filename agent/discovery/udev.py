@@ -37,8 +37,15 @@ from agent.discovery.usb import BusAddress, read_descriptors
 
 log = logging.getLogger(__name__)
 
-# Sysfs attributes worth keeping once read (the sysfs files vanish with the device).
-KEPT_ATTRIBUTES = ("idVendor", "idProduct", "manufacturer", "product", "serial")
+# Sysfs attributes worth keeping (their files vanish with the device), each read
+# only when the udev property that carries the same value is missing.
+KEPT_ATTRIBUTES = {
+    "idVendor": "ID_VENDOR_ID",
+    "idProduct": "ID_MODEL_ID",
+    "manufacturer": "ID_VENDOR_ENC",
+    "product": "ID_MODEL_ENC",
+    "serial": "ID_SERIAL_SHORT",
+}
 STRINGS = ("manufacturer", "product", "serial")
 MAX_BATCH = 1000  # events per callback, so a flood cannot starve the loop
 _ID = re.compile(ID_PATTERN)
@@ -80,8 +87,8 @@ def base_metadata(seen: Seen) -> dict[str, str]:
     candidates = {
         "vendor-id": props.get("ID_VENDOR_ID") or attrs.get("idVendor"),
         "product-id": props.get("ID_MODEL_ID") or attrs.get("idProduct"),
-        "manufacturer": attrs.get("manufacturer") or unescape(props.get("ID_VENDOR_ENC", "")),
-        "product": attrs.get("product") or unescape(props.get("ID_MODEL_ENC", "")),
+        "manufacturer": unescape(props.get("ID_VENDOR_ENC", "")) or attrs.get("manufacturer"),
+        "product": unescape(props.get("ID_MODEL_ENC", "")) or attrs.get("product"),
         "serial": props.get("ID_SERIAL_SHORT") or attrs.get("serial"),
         "usb-port": port_of(seen),
     }
@@ -246,7 +253,11 @@ class UdevSource:
             verdict = classify(info, self._rules)
             if verdict is None:
                 return None
-            attrs = {n: v for n in KEPT_ATTRIBUTES if (v := info.attributes.get(n))}
+            attrs = {
+                name: value
+                for name, prop in KEPT_ATTRIBUTES.items()
+                if not info.properties.get(prop) and (value := info.attributes.get(name))
+            }
         except OSError as exc:  # sysfs vanished under us: the remove event follows
             log.debug("udev: cannot read %s: %s", device.sys_path, exc)
             return None

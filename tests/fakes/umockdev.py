@@ -225,6 +225,7 @@ class Testbed:
         self._nodes: dict[str, _Node] = {}
         self._devnum: dict[int, int] = {}
         self._unchecked = 0
+        self.drain_waits = 0  # times a send had to wait for a receiver to catch up
 
     @property
     def env(self) -> dict[str, str]:
@@ -339,9 +340,15 @@ class Testbed:
             raise RuntimeError(f"umockdev refused to add {subsystem} device {name}")
         return str(path.decode())
 
+    def drained(self) -> bool:
+        """Whether every receiver has read every uevent sent so far."""
+        return not busy_sockets(self.root + "/event")
+
     def _paced(self) -> None:
         """Before one uevent: make sure no receiver's queue can overflow."""
         if self._unchecked >= BURST:
+            if not self.drained():
+                self.drain_waits += 1
             deadline = time.monotonic() + DRAIN_TIMEOUT
             while busy := busy_sockets(self.root + "/event"):
                 if time.monotonic() > deadline:
