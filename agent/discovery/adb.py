@@ -170,7 +170,8 @@ class AdbSource:
                 await asyncio.gather(*waiting)
         except TimeoutError:
             log.warning(
-                "adb: the first device list took longer than %g s; carrying on without it",
+                "adb: the first device list and its phones took longer than %g s to read; "
+                "carrying on (phones are reported as they are read)",
                 self._startup_timeout,
             )
 
@@ -271,6 +272,7 @@ class AdbSource:
 
     async def _watch(self, phone: _Phone) -> None:
         """Read a usable phone, report it, then refresh its battery on the interval."""
+        ready = phone.ready  # this state's; a later state has its own
         try:
             have_props = await self._read_props(phone)
             have_battery = await self._read_battery(phone)
@@ -284,7 +286,7 @@ class AdbSource:
                 have_battery = await self._read_battery(phone)
                 self._report(phone)
         finally:
-            phone.ready.set()
+            ready.set()
 
     def _recheck(self) -> None:
         """Ask adb for its list once, in case a change went unannounced."""

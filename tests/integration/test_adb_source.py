@@ -72,9 +72,17 @@ def phones(adb_server: AdbServer) -> Iterator[Callable[..., FakeAdbd]]:
         adb_server.disconnect(phone.serial)
 
 
-def source(sink: RegistrySink, server: str, read_timeout: float = 0.5, **adb: Any) -> AdbSource:
+def source(
+    sink: RegistrySink,
+    server: str,
+    read_timeout: float = 0.5,
+    startup_timeout: float = 10.0,
+    **adb: Any,
+) -> AdbSource:
+    """An adb source reporting into ``sink`` (TCP phones allowed, battery every 0.2 s)."""
     settings = AdbSection(server=server, allow_remote=True, battery_interval=0.2, **adb)
-    return AdbSource(Inventory(sink, adb_enabled=True), settings, read_timeout=read_timeout)
+    inventory = Inventory(sink, adb_enabled=True)
+    return AdbSource(inventory, settings, read_timeout, startup_timeout)
 
 
 def where(sink: RegistrySink, rid: str, check: Callable[[Resource], bool]) -> Callable[[], Any]:
@@ -131,6 +139,28 @@ def test_unreadable_phone_is_reported_and_read_again_later(
     why = "timed out" if mode == "hang" else "getprop printed no properties"
     assert f"adb: cannot read the properties of {phone.serial}: {why}" in messages
     assert any(m.startswith(f"adb: cannot read the battery of {phone.serial}") for m in messages)
+
+
+def test_slow_phone_does_not_hold_up_start(
+    adb_server: AdbServer, phones: Callable[..., FakeAdbd], caplog: pytest.LogCaptureFixture
+) -> None:
+    phone = phones(shell_mode="hang")
+    adb_server.connect(phone.serial)
+    sink = RegistrySink()
+
+    async def scenario() -> None:
+        # Both reads must time out (2 s) before the phone is reported; start waits 0.2 s.
+        adb = source(sink, adb_server.address, read_timeout=1.0, startup_timeout=0.2)
+        with caplog.at_level(logging.WARNING, logger="agent.discovery.adb"):
+            await adb.start()
+        try:
+            assert "took longer than 0.2 s to read" in caplog.text
+            res = await until(where(sink, phone.serial, lambda r: r.present), "the phone")
+            assert res.metadata["adb-state"] == "device"
+        finally:
+            await adb.stop()
+
+    asyncio.run(scenario())
 
 
 def test_phone_dying_mid_read_leaves_the_source_running(
