@@ -21,6 +21,9 @@ JSONRPC_METHODS = (
 )
 STATES = ("free", "reserved", "locked", "disabled", "absent", "unhealthy")
 END_REASONS = ("released", "forced", "reservation expired", "lease expired")
+COORDINATOR_STATES = ("starting", "reconciling", "syncing", "in sync", "retrying", "failing")
+COORDINATOR_FAILURES = ("unreachable", "server", "auth", "config", "no-node", "no-resource",
+                        "rejected")  # fmt: skip
 
 # What each REST error status means; every /api/ error has the Error body.
 ERROR_STATUSES = {
@@ -154,21 +157,39 @@ SCHEMAS: dict[str, Any] = {
             "held": {"type": "integer", "minimum": 0},
         }
     ),
-    "Coordinator": {
-        "type": "object",
-        "description": "One Jenkins controller the agent keeps informed, and how that goes.",
-        "properties": {
-            "url": {"type": "string"},
-            "node": {"type": "string"},
-            "tree": {"type": "string"},
-            "state": {"type": "string"},
-            "pending": {"type": "integer", "minimum": 0},
-            "last_success": _nullable(TIME),
-            "last_error": _nullable({"type": "object"}),
+    "Coordinator": _object(
+        {
+            "url": {"type": "string", "description": "The Jenkins root URL."},
+            "node": {"type": "string", "description": "The Jenkins node the resources are on."},
+            "tree": {"type": "string", "description": "The metadata tree holding them."},
+            "state": {
+                "type": "string",
+                "enum": list(COORDINATOR_STATES),
+                "description": "starting and reconciling: reading Jenkins' state; syncing: "
+                "sending changes; retrying: a transient failure, backing off; failing: a "
+                "configuration problem (credentials, permission, node), retried slowly.",
+            },
+            "pending": {
+                "type": "integer",
+                "minimum": 0,
+                "description": "Resources with changes Jenkins has not taken yet.",
+            },
+            "last_success": {**_nullable(TIME), "description": "Last round that went through."},
+            "last_error": _nullable(
+                _object(
+                    {
+                        "at": TIME,
+                        "kind": {"type": "string", "enum": list(COORDINATOR_FAILURES)},
+                        "message": {"type": "string", "description": "What to fix, if anything."},
+                    }
+                )
+            ),
             "next_retry": _nullable(TIME),
+            "consecutive_failures": {"type": "integer", "minimum": 0},
+            "requests": {"type": "integer", "minimum": 0, "description": "Requests sent so far."},
         },
-        "required": ["url", "node", "tree", "state", "pending"],
-    },
+        description="One Jenkins controller the agent keeps informed, and how that goes.",
+    ),
     "Coordinators": _object({"coordinators": {"type": "array", "items": _ref("Coordinator")}}),
     "ReserveBody": _object(
         {

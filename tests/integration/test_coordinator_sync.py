@@ -20,6 +20,7 @@ import pytest
 from tests.agentproc import AgentProcess, wait_for
 from tests.fakes.jenkins import FakeJenkins, JenkinsServer, User
 from tests.fakes.jsonrpc4j import JsonRpc4jClient
+from tests.integration.test_openapi import check
 
 NODE = "bench-7"
 IDENTITY = "resource-agent://test-node"  # AgentProcess's [agent] identity
@@ -75,7 +76,10 @@ def held(server: JenkinsServer, rid: str, node: str = NODE) -> str | None:
 
 
 def coordinators(agent: AgentProcess) -> list[dict[str, Any]]:
-    result: list[dict[str, Any]] = agent.get("/api/coordinators")["coordinators"]
+    """``GET /api/coordinators``, checked against the OpenAPI schema every time."""
+    result: list[dict[str, Any]] = check(
+        "/api/coordinators", "GET", agent.request("GET", "/api/coordinators")
+    )["coordinators"]
     return result
 
 
