@@ -241,3 +241,22 @@ def test_a_change_event_updates_the_health(testbed: Testbed, start_agent: StartA
     wait_resource(agent, "CHG1", "in fastboot", lambda r: r["health"] is not None)
     testbed.change(path, {"ID_USB_INTERFACES": ":ff4201:"})
     wait_resource(agent, "CHG1", "healthy again", lambda r: r["health"] is None)
+
+
+def test_a_hub_bringing_many_phones_at_once(testbed: Testbed, start_agent: StartAgent) -> None:
+    root = testbed.controller()
+    agent = start_agent()
+    hubs = [testbed.plug(root, port, hub()) for port in (1, 2, 3)]
+    serials = {f"STORM{i:02d}" for i in range(30)}
+    for i, serial in enumerate(sorted(serials)):
+        testbed.plug(hubs[i // 10], i % 10 + 1, phone(serial))
+    wait_for(
+        lambda: {r for r, v in resources(agent).items() if v["present"]} == serials,
+        what="all 30 phones listed",
+    )
+    for path in hubs:  # unplugging a hub unplugs everything behind it
+        testbed.unplug(path)
+    wait_for(
+        lambda: not any(v["present"] for v in resources(agent).values()),
+        what="all 30 phones absent",
+    )
