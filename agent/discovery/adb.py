@@ -10,10 +10,13 @@ back under the same ids, so no resource is doubled or lost, and holds survive
 (a vanished resource keeps its hold through the grace period).
 
 The stream has one known gap: adb 29 (Debian 12's) does not push the change
-when a TCP phone drops to ``offline``. So a failed read of a phone is taken as
-a hint that the list may have changed unannounced, and the list is asked for
-once (``host:devices``) and applied like a pushed one -- unless a push came in
-meanwhile, which is fresher.
+when a TCP phone drops to ``offline`` (it lists it so, but tells no tracker).
+So a failed read of a phone is taken as a hint that the list may have changed
+unannounced, and the list is asked for once (``host:devices``) and applied
+like a pushed one -- unless a push came in meanwhile, which is fresher. While
+a TCP phone is usable, the list is also rechecked every ``tcp_recheck``
+seconds, which bounds how long a dead one can look usable; USB phones need
+no such check (their unplugging is pushed).
 
 Every adb state is reported as it is. A phone in ``device`` state is first
 read -- ``getprop`` for its identity, ``dumpsys battery`` for its charge --
@@ -54,6 +57,8 @@ READ_TIMEOUT = 10.0
 STARTUP_TIMEOUT = 10.0
 BACKOFF_FIRST = 0.25
 BACKOFF_MAX = 5.0
+TCP_RECHECK = 30.0
+STABLE_AFTER = 10.0  # a connection this old resets the backoff when it breaks
 PARALLEL_READS = 8  # gentle on the adb server when many phones appear at once
 
 _PROP_LINE = re.compile(r"^\[([^\]]+)\]: \[(.*)\]$")
@@ -143,6 +148,7 @@ class AdbSource:
         settings: AdbSection,
         read_timeout: float = READ_TIMEOUT,
         startup_timeout: float = STARTUP_TIMEOUT,
+        tcp_recheck: float = TCP_RECHECK,
     ) -> None:
         host, port = parse_hostport(settings.server)
         self._host = AdbHost(host, port)
@@ -151,18 +157,22 @@ class AdbSource:
         self._battery_interval = settings.battery_interval
         self._read_timeout = read_timeout
         self._startup_timeout = startup_timeout
+        self._tcp_recheck = tcp_recheck
         self._reads = asyncio.Semaphore(PARALLEL_READS)
         self._phones: dict[str, _Phone] = {}
         self._ignored: set[str] = set()  # listed serials not reported (logged once)
         self._connected = False
+        self._ever_connected = False
         self._generation = 0  # device lists applied; a recheck older than a push is stale
         self._recheck_task: asyncio.Task[None] | None = None
         self._attempted = asyncio.Event()  # the first list was applied, or connecting failed
         self._task: asyncio.Task[None] | None = None
+        self._tcp_task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         """Start following; return after the first list (and its reads), or when adb is away."""
         self._task = asyncio.create_task(self._follow(), name="adb-source")
+        self._tcp_task = asyncio.create_task(self._watch_tcp(), name="adb-tcp-recheck")
         try:
             async with asyncio.timeout(self._startup_timeout):
                 await self._attempted.wait()
@@ -178,7 +188,7 @@ class AdbSource:
     async def stop(self) -> None:
         """Stop following and reading; the facts already reported stay as they are."""
         tasks = [p.watcher for p in self._phones.values() if p.watcher is not None]
-        tasks += [t for t in (self._task, self._recheck_task) if t is not None]
+        tasks += [t for t in (self._task, self._tcp_task, self._recheck_task) if t is not None]
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
@@ -186,15 +196,17 @@ class AdbSource:
     # ------------------------------------------------------------ following
 
     async def _follow(self) -> None:
+        loop = asyncio.get_running_loop()
         delay = BACKOFF_FIRST
-        failures = 0
+        failures = 0  # attempts since the last connection, for the logs
         while True:
+            connected_at: float | None = None
             try:
                 async with contextlib.aclosing(self._host.track_devices()) as lists:
                     async for devices in lists:
                         if not self._connected:
-                            self._on_connected(failures)
-                            delay, failures = BACKOFF_FIRST, 0
+                            self._on_connected()
+                            failures, connected_at = 0, loop.time()
                         self._generation += 1
                         self._apply(devices)
                         self._attempted.set()
@@ -205,16 +217,18 @@ class AdbSource:
                 log.exception("adb: unexpected error following the device list")
                 self._on_lost(None, failures)
             failures += 1
+            if connected_at is not None and loop.time() - connected_at >= STABLE_AFTER:
+                delay = BACKOFF_FIRST  # a server that breaks at once is not retried at once
             self._attempted.set()
             await asyncio.sleep(delay * random.uniform(0.8, 1.2))
             delay = min(delay * 2, BACKOFF_MAX)
 
-    def _on_connected(self, failures: int) -> None:
-        self._connected = True
-        if failures:
+    def _on_connected(self) -> None:
+        if self._ever_connected:
             log.info("adb: the server at %s answers again", self._host)
         else:
             log.info("adb: following the device list of the server at %s", self._host)
+        self._connected = self._ever_connected = True
         self._inventory.adb_connected(True)
 
     def _on_lost(self, exc: BaseException | None, failures: int) -> None:
@@ -287,6 +301,13 @@ class AdbSource:
                 self._report(phone)
         finally:
             ready.set()
+
+    async def _watch_tcp(self) -> None:
+        """Recheck the list now and then while a TCP phone is usable (see the module doc)."""
+        while True:
+            await asyncio.sleep(self._tcp_recheck)
+            if any(p.state == "device" and is_remote(s) for s, p in self._phones.items()):
+                self._recheck()
 
     def _recheck(self) -> None:
         """Ask adb for its list once, in case a change went unannounced."""

@@ -75,14 +75,16 @@ def phones(adb_server: AdbServer) -> Iterator[Callable[..., FakeAdbd]]:
 def source(
     sink: RegistrySink,
     server: str,
+    *,
     read_timeout: float = 0.5,
     startup_timeout: float = 10.0,
-    **adb: Any,
+    tcp_recheck: float = 30.0,
+    battery_interval: float = 0.2,
 ) -> AdbSource:
-    """An adb source reporting into ``sink`` (TCP phones allowed, battery every 0.2 s)."""
-    settings = AdbSection(server=server, allow_remote=True, battery_interval=0.2, **adb)
+    """An adb source reporting into ``sink`` (TCP phones allowed)."""
+    settings = AdbSection(server=server, allow_remote=True, battery_interval=battery_interval)
     inventory = Inventory(sink, adb_enabled=True)
-    return AdbSource(inventory, settings, read_timeout, startup_timeout)
+    return AdbSource(inventory, settings, read_timeout, startup_timeout, tcp_recheck)
 
 
 def where(sink: RegistrySink, rid: str, check: Callable[[Resource], bool]) -> Callable[[], Any]:
@@ -157,6 +159,33 @@ def test_slow_phone_does_not_hold_up_start(
             assert "took longer than 0.2 s to read" in caplog.text
             res = await until(where(sink, phone.serial, lambda r: r.present), "the phone")
             assert res.metadata["adb-state"] == "device"
+        finally:
+            await adb.stop()
+
+    asyncio.run(scenario())
+
+
+def test_dead_tcp_phone_is_noticed_without_a_failed_read(
+    adb_server: AdbServer, phones: Callable[..., FakeAdbd]
+) -> None:
+    # adb 29 lists a dead TCP phone offline without pushing the change; with
+    # no battery read due for minutes, the periodic recheck must notice it.
+    phone = phones()
+    adb_server.connect(phone.serial)
+    sink = RegistrySink()
+
+    async def scenario() -> None:
+        adb = source(sink, adb_server.address, tcp_recheck=0.2, battery_interval=300.0)
+        await adb.start()
+        try:
+            reads = phone.shell_count
+            await asyncio.to_thread(phone.stop)
+            res = await until(
+                where(sink, phone.serial, lambda r: r.metadata["adb-state"] == "offline"),
+                "the dead phone to show offline",
+            )
+            assert res.health is not None and res.metadata["model"] == "Pixel 7"
+            assert phone.shell_count == reads  # noticed by the list, not by a read
         finally:
             await adb.stop()
 
