@@ -40,6 +40,7 @@ endif
 	sed 's#/opt/resource-agent#$(PREFIX)#g' systemd/resource-agent.service \
 	  > $(D)$(UNITDIR)/resource-agent.service
 	chmod 0644 $(D)$(UNITDIR)/resource-agent.service
+	install -m 0644 systemd/resource-agent-adb.service $(D)$(UNITDIR)/resource-agent-adb.service
 	install -m 0644 systemd/resource-agent.sysusers $(D)$(SYSUSERSDIR)/resource-agent.conf
 	install -m 0644 udev-rules/90-resource-agent.rules $(D)$(UDEVRULESDIR)/90-resource-agent.rules
 	install -d -m 0755 $(D)$(CONFDIR)
@@ -57,14 +58,17 @@ endif
 	  if udevadm control --ping 2>/dev/null; then \
 	    udevadm control --reload && udevadm trigger --subsystem-match=usb --action=change; fi; \
 	  echo "installed; next: edit $(CONFDIR)/agent.toml, then" \
-	       "systemctl enable --now resource-agent && $(PREFIX)/bin/resource-agent doctor"; fi
+	       "systemctl enable --now resource-agent-adb resource-agent &&" \
+	       "$(PREFIX)/bin/resource-agent doctor"; fi
 
 uninstall:
 	@if [ -z "$(DESTDIR)" ] && [ "$$(id -u)" != 0 ]; then \
 	  echo "make uninstall: run as root (sudo make uninstall)" >&2; exit 1; fi
 	@if [ -z "$(DESTDIR)" ] && [ -d /run/systemd/system ]; then \
-	  systemctl disable --now resource-agent.service 2>/dev/null || true; fi
-	rm -f $(D)$(UNITDIR)/resource-agent.service $(D)$(SYSUSERSDIR)/resource-agent.conf \
+	  systemctl disable --now resource-agent.service resource-agent-adb.service \
+	    2>/dev/null || true; fi
+	rm -f $(D)$(UNITDIR)/resource-agent.service $(D)$(UNITDIR)/resource-agent-adb.service \
+	  $(D)$(SYSUSERSDIR)/resource-agent.conf \
 	  $(D)$(UDEVRULESDIR)/90-resource-agent.rules
 	@# PREFIX goes whole only when it is this agent's venv; else just what we put there.
 	@if [ -f $(D)$(PREFIX)/pyvenv.cfg ] && [ -e $(D)$(PREFIX)/bin/resource-agent ]; then \

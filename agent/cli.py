@@ -73,6 +73,19 @@ def serve(config_path: Path | None, listen: str | None, log_level: str | None) -
     sys.exit(code)
 
 
+@main.command()
+@click.option("--config", "config_path", type=click.Path(path_type=Path), help="TOML config.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
+@click.option("--user", help="Judge file access as this user (default: resource-agent).")
+def doctor(config_path: Path | None, as_json: bool, user: str | None) -> None:
+    """Check the installation; explain each problem and its fix. Exit 0 only if all pass."""
+    from agent import doctor as checks
+
+    results = checks.run(config_path, user)
+    click.echo(checks.as_json(results) if as_json else checks.as_text(results))
+    sys.exit(0 if all(r.ok for r in results) else EXIT_REFUSED)
+
+
 def _run(url: str, call: Callable[[Client], Any], show: Callable[[Any], None]) -> None:
     try:
         result = call(Client(url))

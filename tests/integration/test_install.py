@@ -47,6 +47,7 @@ def test_install_places_the_files(tmp_path: Path) -> None:
     assert files(stage) == {
         "/opt/resource-agent/share/doc/resource-agent/README.md": 0o644,
         "/etc/systemd/system/resource-agent.service": 0o644,
+        "/etc/systemd/system/resource-agent-adb.service": 0o644,
         "/usr/lib/sysusers.d/resource-agent.conf": 0o644,
         "/etc/udev/rules.d/90-resource-agent.rules": 0o644,
         "/etc/resource-agent/agent.toml": 0o644,
@@ -54,6 +55,7 @@ def test_install_places_the_files(tmp_path: Path) -> None:
     }
     same = {
         "etc/systemd/system/resource-agent.service": "systemd/resource-agent.service",
+        "etc/systemd/system/resource-agent-adb.service": "systemd/resource-agent-adb.service",
         "usr/lib/sysusers.d/resource-agent.conf": "systemd/resource-agent.sysusers",
         "etc/udev/rules.d/90-resource-agent.rules": "udev-rules/90-resource-agent.rules",
         "etc/resource-agent/agent.toml": "etc/agent.toml",

@@ -124,3 +124,20 @@ def test_sysusers_creates_the_user_in_plugdev(tmp_path: Path) -> None:
         line.split(":")[0]: line.split(":") for line in (etc / "group").read_text().splitlines()
     }
     assert groups["plugdev"][3] == "resource-agent"
+
+
+def test_adb_server_unit(tmp_path: Path) -> None:
+    adb_unit = tmp_path / "resource-agent-adb.service"
+    adb_unit.write_text((ROOT / "systemd" / "resource-agent-adb.service").read_text())
+    s = _settings(adb_unit.read_text())
+    assert s["ExecStart"] == ["/usr/bin/adb -P 5037 nodaemon server"]  # foreground, for systemd
+    assert s["User"] == ["resource-agent"]
+    assert s["Environment"] == ["HOME=/var/lib/resource-agent"]  # its key: ~/.android
+    assert "resource-agent-adb.service" in _settings(UNIT.read_text())["Wants"][0]
+    result = _analyze("verify", str(adb_unit), cwd=tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    result = _analyze("security", "--offline=yes", str(adb_unit), cwd=tmp_path)
+    found = re.search(r"Overall exposure level for \S+: (\d+\.\d+)", result.stdout)
+    assert found, result.stdout + result.stderr
+    print(f"\nresource-agent-adb.service exposure {found.group(1)}")
+    assert float(found.group(1)) <= MAX_EXPOSURE
