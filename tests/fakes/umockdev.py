@@ -237,6 +237,9 @@ class Testbed:
         if self._tb:
             self._gobj.g_object_unref(self._tb)
             self._tb = None
+            # Testbed.new set UMOCKDEV_DIR in the C environment, which children
+            # started with env=None inherit: do not leave it naming a deleted dir.
+            os.unsetenv("UMOCKDEV_DIR")
 
     def __enter__(self) -> Testbed:
         return self
