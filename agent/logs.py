@@ -6,6 +6,8 @@ import logging
 import os
 import sys
 
+from aiohttp.http_exceptions import HttpProcessingError
+
 # sd-daemon(3) priority prefixes, which journald turns into log levels.
 _PRIORITY = {
     logging.DEBUG: "<7>",
@@ -25,6 +27,24 @@ class JournalFormatter(logging.Formatter):
         return "\n".join(prefix + line for line in text.splitlines())
 
 
+class BadRequestFilter(logging.Filter):
+    """One warning line, not an error with a traceback, for a client's malformed HTTP.
+
+    aiohttp logs every unparseable request (a port scan, a TLS hello) as an
+    error with a traceback; it is the client's fault, and must not flood the log.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        if isinstance(exc, HttpProcessingError):
+            problem = (str(exc.message).strip().splitlines() or ["malformed"])[0]
+            record.msg = f"{record.getMessage()}: bad HTTP ({exc.code}): {problem}"
+            record.args = ()
+            record.exc_info = record.exc_text = None
+            record.levelno, record.levelname = logging.WARNING, "WARNING"
+        return True
+
+
 def setup(level: str) -> None:
     """Configure the root logger for ``level`` (debug, info, warning, error)."""
     handler = logging.StreamHandler(sys.stderr)
@@ -39,3 +59,6 @@ def setup(level: str) -> None:
     logging.getLogger("aiohttp.access").setLevel(
         logging.DEBUG if level == "debug" else logging.WARNING
     )
+    server_log = logging.getLogger("aiohttp.server")
+    if not any(isinstance(f, BadRequestFilter) for f in server_log.filters):
+        server_log.addFilter(BadRequestFilter())

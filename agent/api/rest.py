@@ -290,6 +290,10 @@ async def errors(request: web.Request, handler: Any) -> web.StreamResponse:
             raise
         code = Code.NOT_FOUND if exc.status in (404, 405) else Code.MALFORMED_REQUEST
         return error_response(code, f"{exc.reason}: {request.method} {request.path}", exc.status)
+    except ConnectionResetError:
+        # The client hung up before its body arrived: nobody is left to answer.
+        log.debug("%s %s: the client hung up", request.method, request.path)
+        return web.Response(status=400, text="connection lost")
     except Exception:
         if not request.path.startswith("/api/"):
             raise
