@@ -260,3 +260,23 @@ def test_a_hub_bringing_many_phones_at_once(testbed: Testbed, start_agent: Start
         lambda: not any(v["present"] for v in resources(agent).values()),
         what="all 30 phones absent",
     )
+
+
+def test_a_restarted_agent_finds_its_held_phone_by_coldplug(
+    testbed: Testbed, start_agent: StartAgent
+) -> None:
+    root = testbed.controller()
+    testbed.plug(root, 1, phone("KEPT1"))
+    left = testbed.plug(root, 2, phone("LEFT1"))
+    agent = start_agent()
+    assert agent.post("/api/resources/KEPT1/lock", {"holder": "test"}).status == 200
+
+    assert agent.terminate() == 0
+    testbed.unplug(left)  # unplugged while the agent was down
+    agent.start()
+    # Coldplug ran before the listener: the first answer already has the phone present.
+    found = resources(agent)
+    assert (found["KEPT1"]["present"], found["KEPT1"]["state"]) == (True, "locked")
+    assert not found["LEFT1"]["present"]
+    wait_resource(agent, "LEFT1", "gone", lambda r: r["gone"])
+    assert resources(agent)["KEPT1"]["state"] == "locked"
