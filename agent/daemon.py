@@ -83,7 +83,7 @@ class Daemon:
         for desc in static_descriptions(self.settings):
             authority.describe(desc)
         authority.start()
-        supervision = Supervision(Notifier(), registry.resources, len(self.settings.coordinator))
+        supervision = Supervision(Notifier(), registry.resources)
         supervision.start(authority.bus)
         inventory = Inventory(authority, adb_enabled=self.settings.adb.enabled)
         components: list[Component] = []
@@ -100,6 +100,7 @@ class Daemon:
             ]
         )
         components.append(coordinators)
+        supervision.follow_coordinators(lambda: [s["state"] for s in coordinators.status()])
         runner = web.AppRunner(
             make_app(authority, identity, coordinators),
             handle_signals=False,

@@ -3,22 +3,29 @@
 The watchdog ping runs as a task on the event loop itself, so a loop that
 hangs stops the pings and systemd restarts the agent. The status line is
 recomputed after committed events, at most once per loop iteration however
-many events a device storm brings.
+many events a device storm brings, and every few seconds for the
+coordinators' health (which changes without events).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 
 from agent.events import EventBus
 from agent.model import Event, HoldKind, Resource
 from agent.notify import Notifier
 
+REFRESH = 2.0  # seconds between status recomputations for coordinator health
+HEALTHY_SYNC = frozenset({"in sync", "syncing"})  # CoordinatorSync states that are fine
 
-def status_line(resources: Iterable[Resource], coordinators: int) -> str:
-    """For example ``12 resources, 3 locked, 1 reserved, 2 coordinators``."""
+
+def status_line(resources: Iterable[Resource], coordinators: Sequence[str]) -> str:
+    """For example ``12 resources, 3 locked, 2 coordinators ok``.
+
+    ``coordinators`` holds each coordinator sync's state.
+    """
     total = locked = reserved = unusable = 0
     for res in resources:
         if res.gone:
@@ -36,8 +43,16 @@ def status_line(resources: Iterable[Resource], coordinators: int) -> str:
         parts.append(f"{reserved} reserved")
     if unusable:
         parts.append(f"{unusable} unavailable")
-    parts.append(f"{coordinators} coordinator{'s' if coordinators != 1 else ''}")
+    parts.append(_coordinators_part(coordinators))
     return ", ".join(parts)
+
+
+def _coordinators_part(states: Sequence[str]) -> str:
+    if not states:
+        return "no coordinators"
+    ok = sum(state in HEALTHY_SYNC for state in states)
+    noun = "coordinator" if len(states) == 1 else "coordinators"
+    return f"{ok} {noun} ok" if ok == len(states) else f"{ok} of {len(states)} {noun} ok"
 
 
 class Supervision:
@@ -47,12 +62,11 @@ class Supervision:
         self,
         notifier: Notifier,
         resources: Callable[[], Iterable[Resource]],
-        coordinators: int,
     ) -> None:
         self._notifier = notifier
         self._resources = resources
-        self._coordinators = coordinators
-        self._watchdog: asyncio.Task[None] | None = None
+        self._coordinators: Callable[[], Sequence[str]] = tuple
+        self._tasks: list[asyncio.Task[None]] = []
         self._unsubscribe: Callable[[], None] | None = None
         self._pending = False
         self._ready = False
@@ -60,11 +74,18 @@ class Supervision:
 
     def start(self, bus: EventBus) -> None:
         """Begin the watchdog pings and follow the bus for status changes."""
+        if not self._notifier.enabled:
+            return
+        loop = asyncio.get_running_loop()
         interval = self._notifier.watchdog_interval
         if interval is not None:
-            self._watchdog = asyncio.get_running_loop().create_task(self._ping(interval))
-        if self._notifier.enabled:
-            self._unsubscribe = bus.subscribe(self._on_event)
+            self._tasks.append(loop.create_task(self._ping(interval)))
+        self._tasks.append(loop.create_task(self._refresh()))
+        self._unsubscribe = bus.subscribe(self._on_event)
+
+    def follow_coordinators(self, states: Callable[[], Sequence[str]]) -> None:
+        """Report the coordinators' health from ``states`` (each sync's state)."""
+        self._coordinators = states
 
     def ready(self) -> None:
         """State restored and the listener bound: READY=1 with the first status."""
@@ -82,15 +103,15 @@ class Supervision:
 
     async def stop(self) -> None:
         """End the watchdog pings (the very last thing before exit)."""
-        if self._watchdog is not None:
-            self._watchdog.cancel()
+        for task in self._tasks:
+            task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
-                await self._watchdog
-            self._watchdog = None
+                await task
+        self._tasks.clear()
         self._notifier.close()
 
     def _status(self) -> str:
-        return status_line(self._resources(), self._coordinators)
+        return status_line(self._resources(), self._coordinators())
 
     def _on_event(self, event: Event) -> None:
         if self._pending or not self._ready:
@@ -111,3 +132,8 @@ class Supervision:
         while True:
             self._notifier.watchdog()
             await asyncio.sleep(interval)
+
+    async def _refresh(self) -> None:
+        while True:
+            await asyncio.sleep(REFRESH)
+            self._update()

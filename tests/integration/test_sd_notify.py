@@ -15,7 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.agentproc import AgentProcess, wait_for
+from tests.agentproc import AgentProcess, free_port, wait_for
+from tests.fakes.jenkins import FakeJenkins, JenkinsServer
 
 WATCHDOG_USEC = "200000"  # 0.2 s: the agent pings every 0.1 s
 
@@ -80,7 +81,7 @@ def test_ready_watchdog_status_stopping(tmp_path: Path, manager: Manager) -> Non
         ready = manager.until("READY", "1")
         # READY=1 means the listener is bound: a connection must succeed right now.
         assert _connects(agent.port), "READY=1 arrived before the port accepted connections"
-        assert ready["STATUS"] == "2 resources, 0 locked, 0 coordinators"
+        assert ready["STATUS"] == "2 resources, 0 locked, no coordinators"
 
         # The pings keep coming from the running loop.
         before = sum("WATCHDOG" in m for m in manager.messages)
@@ -90,7 +91,7 @@ def test_ready_watchdog_status_stopping(tmp_path: Path, manager: Manager) -> Non
 
         # A lock changes the one-line status.
         assert agent.post("/api/resources/r1/lock", {"holder": "t"}).status == 200
-        assert manager.until("STATUS", "2 resources, 1 locked, 0 coordinators")
+        assert manager.until("STATUS", "2 resources, 1 locked, no coordinators")
 
         agent.signal(signal.SIGTERM)
         stopping = manager.until("STOPPING", "1")
@@ -98,6 +99,25 @@ def test_ready_watchdog_status_stopping(tmp_path: Path, manager: Manager) -> Non
         assert agent.wait() == 0
     finally:
         agent.stop()
+
+
+def test_status_reports_coordinator_health(tmp_path: Path, manager: Manager) -> None:
+    with JenkinsServer(FakeJenkins(nodes=["test-node"])) as jenkins:
+        coordinators = "".join(
+            f'[[coordinator]]\nurl = "{url}"\ntimeout = 2.0\n\n'
+            for url in (jenkins.url, f"http://127.0.0.1:{free_port()}/")
+        )
+        agent = AgentProcess(
+            tmp_path,
+            resources=["r1"],
+            config={"agent": {"node": "test-node"}},
+            extra_toml=coordinators,
+            env={"NOTIFY_SOCKET": manager.name},
+        )
+        with agent:
+            # One Jenkins takes the resources, the other never answers.
+            assert manager.until("STATUS", "1 resource, 0 locked, 1 of 2 coordinators ok")
+            assert "r1" in jenkins.jenkins.resources("test-node")
 
 
 def test_watchdog_meant_for_another_pid_is_not_pinged(tmp_path: Path, manager: Manager) -> None:
@@ -122,7 +142,7 @@ def test_notify_socket_as_a_path(tmp_path: Path) -> None:
     agent = AgentProcess(tmp_path / "agent", env={"NOTIFY_SOCKET": mgr.name})
     try:
         agent.start()
-        assert mgr.until("READY", "1")["STATUS"] == "0 resources, 0 locked, 0 coordinators"
+        assert mgr.until("READY", "1")["STATUS"] == "0 resources, 0 locked, no coordinators"
     finally:
         agent.stop()
         mgr.close()
