@@ -183,12 +183,20 @@ class UdevSource:
 
     async def start(self) -> None:
         """Start listening, then report what is plugged in already."""
-        import pyudev  # only here: importing it touches libudev (and umockdev's fake)
+        try:
+            import pyudev  # only here: importing it touches libudev (and umockdev's fake)
 
-        self._context = pyudev.Context()
-        self._monitor = pyudev.Monitor.from_netlink(self._context)
-        self._monitor.filter_by("usb", "usb_device")
-        self._monitor.start()
+            self._context = pyudev.Context()
+            self._monitor = pyudev.Monitor.from_netlink(self._context)
+            self._monitor.filter_by("usb", "usb_device")
+            self._monitor.start()
+        except (ImportError, OSError) as exc:
+            log.error(
+                "udev: cannot watch USB devices (%s); install libudev1, "
+                "or set [udev] enabled = false",
+                exc,
+            )
+            raise
         self._resync()
         asyncio.get_running_loop().add_reader(self._monitor.fileno(), self._on_readable)
         log.info("udev: watching USB devices (%d matched now)", len(self._seen))
