@@ -54,7 +54,8 @@ def serve(config_path: Path | None, listen: str | None, log_level: str | None) -
     from agent.store import StoreError
 
     try:
-        settings = load_settings(find_config(config_path))
+        found = find_config(config_path)
+        settings = load_settings(found)
         if listen is not None:
             try:
                 server = ServerSection(listen=listen)
@@ -66,7 +67,8 @@ def serve(config_path: Path | None, listen: str | None, log_level: str | None) -
         sys.exit(EXIT_REFUSED)
     logs.setup(log_level or settings.agent.log_level)
     try:
-        code = asyncio.run(Daemon(settings, resolve_state_dir(settings)).run())
+        config_dir = found.parent if found is not None else None
+        code = asyncio.run(Daemon(settings, resolve_state_dir(settings), config_dir).run())
     except StoreError as exc:
         click.echo(f"resource-agent: {exc}", err=True)
         code = EXIT_REFUSED

@@ -55,9 +55,10 @@ def static_descriptions(settings: Settings) -> list[Description]:
 class Daemon:
     """One agent: store, registry, authority, sources, sinks and the HTTP API."""
 
-    def __init__(self, settings: Settings, state_dir: Path) -> None:
+    def __init__(self, settings: Settings, state_dir: Path, config_dir: Path | None = None) -> None:
         self.settings = settings
         self.state_dir = state_dir
+        self.config_dir = config_dir  # a relative token_file is beside the config (no systemd)
         self._stop = asyncio.Event()
         self._exit_code = 0
 
@@ -95,7 +96,9 @@ class Daemon:
         identity = self.settings.agent.client_identity
         coordinators = Coordinators(
             [
-                CoordinatorSync(authority, section, self.settings.agent.node, identity)
+                CoordinatorSync(
+                    authority, section, self.settings.agent.node, identity, self.config_dir
+                )
                 for section in self.settings.coordinator
             ]
         )
