@@ -14,6 +14,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import click
 
@@ -22,11 +23,24 @@ from agent.client import ApiRefusal, Client, Unreachable
 EXIT_REFUSED = 1
 EXIT_UNREACHABLE = 3
 
+
+def _check_url(ctx: click.Context, param: click.Parameter, value: str) -> str:
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise click.BadParameter(f"expected http://HOST:PORT, got {value!r}")
+    try:
+        parts.port  # noqa: B018 -- parsing the port is the check
+    except ValueError as exc:
+        raise click.BadParameter(f"bad port in {value!r}: {exc}") from exc
+    return value
+
+
 url_option = click.option(
     "--url",
     default="http://127.0.0.1:8080",
     show_default=True,
     envvar="RESOURCE_AGENT_URL",
+    callback=_check_url,
     help="The agent to talk to.",
 )
 

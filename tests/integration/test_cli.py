@@ -1,0 +1,147 @@
+"""The ``resource-agent`` command line, run as a real process against a real agent.
+
+Exit codes: 0 done, 1 refused (the reason printed), 2 usage error, 3 agent
+unreachable.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from dataclasses import dataclass
+
+import pytest
+
+from agent.model import Code
+from tests.agentproc import AgentProcess, free_port
+
+
+@dataclass(frozen=True)
+class Run:
+    code: int
+    out: str
+    err: str
+
+
+def cli(*args: str, url: str | None = None) -> Run:
+    env = dict(os.environ)
+    env.pop("RESOURCE_AGENT_URL", None)
+    if url is not None:
+        env["RESOURCE_AGENT_URL"] = url
+    proc = subprocess.run(
+        [sys.executable, "-m", "agent.cli", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=30,
+        check=False,
+    )
+    return Run(proc.returncode, proc.stdout, proc.stderr)
+
+
+def key_of(run: Run) -> str:
+    assert run.code == 0, run
+    match = re.search(r"^key: (\S+)$", run.out, re.MULTILINE)
+    assert match, run.out
+    return match.group(1)
+
+
+def test_reserve_lock_renew_release(pool_agent: AgentProcess, rid: str) -> None:
+    url = pool_agent.url
+    reserved = cli("reserve", rid, "--timeout", "60", url=url)
+    key = key_of(reserved)
+    assert reserved.out.startswith(f"reserved {rid}, expires ")
+    holder = pool_agent.get(f"/api/resources/{rid}")["holder"]["holder"]
+    assert re.fullmatch(r"[^@]+@\S+", holder["url"]), holder  # user@host
+
+    locked = cli("lock", rid, "--key", key, "--lease", "30", url=url)
+    assert key_of(locked) == key and locked.out.startswith(f"locked {rid}, expires ")
+    assert key_of(cli("renew", rid, "--key", key, "--lease", "90", url=url)) == key
+
+    released = cli("release", rid, "--key", key, url=url)
+    assert (released.code, released.out) == (0, f"released {rid}\n")
+    assert pool_agent.get(f"/api/resources/{rid}")["state"] == "free"
+
+
+def test_lock_without_reservation_and_refusals(pool_agent: AgentProcess, rid: str) -> None:
+    url = pool_agent.url
+    key = key_of(cli("lock", rid, url=url))
+    held = cli("reserve", rid, url=url)
+    assert held.code == 1 and f"refused ({int(Code.HELD)})" in held.err and rid in held.err
+    wrong = cli("release", rid, "--key", "nope", url=url)
+    assert wrong.code == 1 and f"refused ({int(Code.WRONG_KEY)})" in wrong.err
+    no_lease = cli("renew", rid, "--key", key, url=url)
+    assert no_lease.code == 1 and "lease" in no_lease.err
+    forced = cli("release", rid, "--force", url=url)
+    assert forced.code == 0
+    again = cli("release", rid, "--key", key, url=url)
+    assert again.code == 1 and f"refused ({int(Code.NOT_HELD)})" in again.err
+
+
+def test_disable_enable_and_list(pool_agent: AgentProcess, rid: str) -> None:
+    url = pool_agent.url
+    assert cli("disable", rid, "--reason", "cracked screen", url=url).out == f"disabled {rid}\n"
+    table = cli("list", url=url)
+    assert table.code == 0
+    header, *rows = table.out.splitlines()
+    assert header.split() == ["ID", "KIND", "STATE", "NAME", "HOLDER", "/", "REASON"]
+    [row] = [r for r in rows if r.startswith(rid + " ")]
+    assert row.split()[:4] == [rid, "static", "disabled", rid] and row.endswith("cracked screen")
+    refused = cli("reserve", rid, url=url)
+    assert refused.code == 1 and "cracked screen" in refused.err
+    assert cli("enable", rid, url=url).out == f"enabled {rid}\n"
+    assert pool_agent.get(f"/api/resources/{rid}")["state"] == "free"
+
+
+def test_list_json_and_show(pool_agent: AgentProcess, rid: str) -> None:
+    url = pool_agent.url
+    key = key_of(cli("lock", rid, url=url))
+    listed = cli("list", "--json", url=url)
+    assert listed.code == 0
+    assert json.loads(listed.out) == pool_agent.get("/api/resources")
+    assert key not in listed.out  # keys are never listed
+    shown = cli("show", rid, url=url)
+    assert shown.code == 0 and json.loads(shown.out) == pool_agent.get(f"/api/resources/{rid}")
+    table = cli("list", url=url)
+    [row] = [r for r in table.out.splitlines() if r.startswith(rid + " ")]
+    assert "locked" in row and key not in table.out
+    missing = cli("show", "no-such", url=url)
+    assert missing.code == 1
+    assert missing.err == f"refused ({int(Code.UNKNOWN_RESOURCE)}): no resource with id 'no-such'\n"
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("reserve", "r", "--timeout", "0"),
+        ("reserve", "r", "--timeout", "soon"),
+        ("lock", "r", "--lease", "-5"),
+        ("release", "r"),  # neither --key nor --force
+        ("renew", "r"),  # --key is required
+        ("show",),
+        ("frobnicate",),
+        ("list", "--url", "not-a-url"),
+        ("list", "--url", "http://127.0.0.1:99999"),
+    ],
+    ids=" ".join,
+)
+def test_usage_errors_exit_2(pool_agent: AgentProcess, args: tuple[str, ...]) -> None:
+    run = cli(*args, url=pool_agent.url)
+    assert run.code == 2, run
+    assert "Error" in run.err and "Traceback" not in run.err
+
+
+def test_unreachable_agent_exits_3() -> None:
+    url = f"http://127.0.0.1:{free_port()}"
+    for args in (("list",), ("reserve", "r"), ("release", "r", "--force")):
+        run = cli(*args, url=url)
+        assert run.code == 3, run
+        assert f"no agent at {url}" in run.err
+
+
+def test_url_option_beats_the_environment(pool_agent: AgentProcess) -> None:
+    run = cli("list", "--json", "--url", pool_agent.url, url="http://127.0.0.1:1")
+    assert run.code == 0 and "resources" in json.loads(run.out)
