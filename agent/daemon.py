@@ -108,13 +108,16 @@ class Daemon:
             make_app(authority, identity, coordinators),
             handle_signals=False,
             access_log=None,
+            # In-flight requests get this long to finish on SIGTERM (set on the
+            # runner: TCPSite's own shutdown_timeout is deprecated in aiohttp 3.9+).
+            shutdown_timeout=10.0,
         )
         try:
             for component in components:
                 await component.start()
             await runner.setup()
             host, port = self.settings.server.address
-            site = web.TCPSite(runner, host, port, shutdown_timeout=10.0, reuse_address=True)
+            site = web.TCPSite(runner, host, port, reuse_address=True)
             try:
                 await site.start()
             except OSError as exc:
