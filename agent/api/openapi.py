@@ -23,7 +23,7 @@ STATES = ("free", "reserved", "locked", "disabled", "absent", "unhealthy")
 END_REASONS = ("released", "forced", "reservation expired", "lease expired")
 COORDINATOR_STATES = ("starting", "reconciling", "syncing", "in sync", "retrying", "failing")
 COORDINATOR_FAILURES = ("unreachable", "server", "auth", "config", "no-node", "no-resource",
-                        "rejected")  # fmt: skip
+                        "rejected", "internal")  # fmt: skip
 
 # What each REST error status means; every /api/ error has the Error body.
 ERROR_STATUSES = {

@@ -36,6 +36,7 @@ class Failure(enum.StrEnum):
     NO_NODE = "no-node"  # ERR_NO_ITEM: the node does not exist, retry slowly
     NO_RESOURCE = "no-resource"  # ERR_NO_METADATA: register the resource again
     REJECTED = "rejected"  # ERR_BAD_DATA / ERR_BAD_CMD: do not resend the same thing
+    INTERNAL = "internal"  # a bug in the agent (logged with its traceback): retry with backoff
 
 
 class JenkinsError(Exception):

@@ -207,6 +207,9 @@ class CoordinatorSync:
                 await self._flush(client)
             except JenkinsError as err:
                 await self._failed(err)
+            except Exception as exc:  # a bug must not end this coordinator's sync for good
+                log.exception("coordinator %s: internal error", self.section.url)
+                await self._failed(JenkinsError(Failure.INTERNAL, f"internal error: {exc!r}"))
             else:
                 self._failures = 0
                 self._last_success = time.time()
