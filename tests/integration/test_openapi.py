@@ -25,6 +25,7 @@ from agent.api.app import make_app
 from agent.api.openapi import DOCUMENT
 from agent.authority import Authority
 from agent.events import EventBus
+from agent.model import Code
 from agent.registry import Registry as Rules
 from agent.store import Store
 from tests.agentproc import AgentProcess, Response
@@ -158,3 +159,15 @@ def test_jsonrpc_answers_match_the_schemas(pool_agent: AgentProcess, rid: str) -
     del request["id"]
     check("/", "POST", pool_agent.request("POST", "/", request))  # 204
     check("/", "POST", pool_agent.request("POST", "/", b" " * 70_000))  # 413
+
+
+def test_docs_cover_every_code_and_route() -> None:
+    text = (Path(__file__).parents[2] / "docs" / "api.md").read_text()
+    for code in Code:
+        assert f"| {int(code)} | `{code.name}` |" in text, f"docs/api.md lacks code {code.name}"
+    for path, item in DOCUMENT["paths"].items():
+        for method in item:
+            if path != "/":
+                assert f"{method.upper()} {path}" in text, f"docs/api.md lacks {method} {path}"
+    for number in (-32700, -32600, -32601, -32602, -32603):
+        assert f"| {number} |" in text
