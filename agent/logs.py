@@ -45,10 +45,26 @@ class BadRequestFilter(logging.Filter):
         return True
 
 
+def stderr_is_journal() -> bool:
+    """Whether stderr is the journal stream systemd connected, not merely inherited.
+
+    systemd sets ``JOURNAL_STREAM=DEV:INODE`` of that stream; a child whose
+    stderr goes elsewhere (a pipe, a file) inherits the variable, not the stream.
+    """
+    dev, sep, ino = os.environ.get("JOURNAL_STREAM", "").partition(":")
+    if not sep or not dev.isdigit() or not ino.isdigit():
+        return False
+    try:
+        st = os.fstat(sys.stderr.fileno())
+    except (OSError, ValueError):  # no real file behind sys.stderr
+        return False
+    return (st.st_dev, st.st_ino) == (int(dev), int(ino))
+
+
 def setup(level: str) -> None:
     """Configure the root logger for ``level`` (debug, info, warning, error)."""
     handler = logging.StreamHandler(sys.stderr)
-    if os.environ.get("JOURNAL_STREAM"):
+    if stderr_is_journal():
         handler.setFormatter(JournalFormatter("%(name)s: %(message)s"))
     else:
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s"))

@@ -157,26 +157,38 @@ def test_no_notify_socket_is_silent(tmp_path: Path) -> None:
     assert "service manager" not in agent.log(), agent.log_tail()
 
 
+def _journald(agent: AgentProcess) -> AgentProcess:
+    """Make the agent's log file its "journal stream": JOURNAL_STREAM=DEV:INODE of it."""
+    agent.log_path.touch()
+    st = agent.log_path.stat()
+    agent.env["JOURNAL_STREAM"] = f"{st.st_dev}:{st.st_ino}"
+    return agent
+
+
+def _serving_line(agent: AgentProcess) -> str:
+    wait_for(lambda: "serving" in agent.log(), what="the serving line")
+    return next(x for x in agent.log().splitlines() if "serving" in x)
+
+
 def test_journal_format_and_levels(tmp_path: Path) -> None:
-    journald = {"JOURNAL_STREAM": "8:12345"}
     # Under journald: priority prefixes, no timestamps of our own.
-    with AgentProcess(tmp_path / "a", env=journald) as agent:
-        wait_for(lambda: "serving" in agent.log(), what="the serving line")
-    line = next(x for x in agent.log().splitlines() if "serving" in x)
+    with _journald(AgentProcess(tmp_path / "a")) as agent:
+        line = _serving_line(agent)
     assert line.startswith("<6>agent.daemon: serving"), line
 
     # The config's level holds back info lines; --log-level overrides the config.
-    with AgentProcess(tmp_path / "b", env=journald, log_level="warning") as quiet:
+    with _journald(AgentProcess(tmp_path / "b", log_level="warning")) as quiet:
         pass
     assert not [x for x in quiet.log().splitlines() if x.startswith("<6>")], quiet.log()
-    with AgentProcess(
-        tmp_path / "c", env=journald, log_level="warning", args=["--log-level", "info"]
+    with _journald(
+        AgentProcess(tmp_path / "c", log_level="warning", args=["--log-level", "info"])
     ) as loud:
-        wait_for(lambda: "serving" in loud.log(), what="the serving line")
+        assert _serving_line(loud).startswith("<6>")
 
-    # Outside journald: a timestamp and a level word, no priority prefix.
-    with AgentProcess(tmp_path / "d", env={"JOURNAL_STREAM": None}) as plain:
-        wait_for(lambda: "serving" in plain.log(), what="the serving line")
-    line = next(x for x in plain.log().splitlines() if "serving" in x)
-    assert not line.startswith("<"), line
-    assert line[:4].isdigit() and " INFO " in line, line
+    # Outside journald: a timestamp and a level word, no priority prefix. Also when
+    # JOURNAL_STREAM is only inherited: it names a stream that is not our stderr.
+    for name, stream in (("d", None), ("e", "8:12345")):
+        with AgentProcess(tmp_path / name, env={"JOURNAL_STREAM": stream}) as plain:
+            line = _serving_line(plain)
+        assert not line.startswith("<"), line
+        assert line[:4].isdigit() and " INFO " in line, line
