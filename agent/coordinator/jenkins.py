@@ -265,6 +265,12 @@ class JenkinsClient:
                 status = resp.status
         except TimeoutError:
             raise JenkinsError(Failure.UNREACHABLE, f"{what}: no answer in time") from None
+        except aiohttp.ClientConnectorCertificateError as exc:
+            raise JenkinsError(
+                Failure.CONFIG,
+                f"{what}: the server's TLS certificate is not trusted ({exc.certificate_error}); "
+                "set ca_file to the CA that signed it, or verify = false",
+            ) from exc
         except aiohttp.ClientSSLError as exc:
             raise JenkinsError(Failure.UNREACHABLE, f"{what}: TLS failed: {exc}") from exc
         except aiohttp.ClientError as exc:

@@ -27,13 +27,19 @@ import binascii
 import contextlib
 import copy
 import json
+import ssl
 import threading
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from aiohttp import web
+
+# A self-signed certificate for 127.0.0.1 (valid until 2126), for HTTPS tests only.
+TLS_CERT = Path(__file__).parent / "tls" / "cert.pem"
+TLS_KEY = Path(__file__).parent / "tls" / "key.pem"
 
 # Permissions, named as Jenkins names them.
 READ = "Overall/Read"
@@ -547,6 +553,7 @@ class JenkinsServer:
 
     jenkins: FakeJenkins
     port: int = 0
+    tls: bool = False  # serve HTTPS with the test certificate (TLS_CERT, for 127.0.0.1)
     _loop: asyncio.AbstractEventLoop | None = None
     _thread: threading.Thread | None = None
     _runner: web.AppRunner | None = None
@@ -556,7 +563,7 @@ class JenkinsServer:
     @property
     def url(self) -> str:
         """The root URL, with its trailing slash."""
-        return f"http://127.0.0.1:{self.port}/"
+        return f"{'https' if self.tls else 'http'}://127.0.0.1:{self.port}/"
 
     def start(self) -> JenkinsServer:
         """Start serving; sets the Jenkins' root URL unless it has one."""
@@ -608,7 +615,13 @@ class JenkinsServer:
 
     async def _start_site(self) -> None:
         assert self._runner is not None
-        self._site = web.TCPSite(self._runner, "127.0.0.1", self.port, reuse_address=True)
+        context = None
+        if self.tls:
+            context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+            context.load_cert_chain(TLS_CERT, TLS_KEY)
+        self._site = web.TCPSite(
+            self._runner, "127.0.0.1", self.port, reuse_address=True, ssl_context=context
+        )
         await self._site.start()
         server = self._site._server
         assert isinstance(server, asyncio.base_events.Server)

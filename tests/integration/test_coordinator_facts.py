@@ -74,11 +74,19 @@ def test_expiries_are_forwarded(tmp_path: Path, server: JenkinsServer) -> None:
             await until(lambda: server.jenkins.recorded("lockResource"))
             await until(lambda: server.jenkins.recorded("releaseResource"), what="lease end")
             assert hold.key
+            # Jenkins A locks; an administrator forces the lock off at the agent.
+            await auth.lock("r1", None, jenkins_a)
+            await until(lambda: len(server.jenkins.recorded("lockResource")) == 2)
+            await auth.release("r1", None, force=True)
+            await until(lambda: len(server.jenkins.recorded("releaseResource")) == 2)
         [expire] = server.jenkins.recorded("expireReservation")
         assert expire.params == {"node": NODE, "id": "r1"}
-        [release] = server.jenkins.recorded("releaseResource")
-        # A lease that ran out is cleared on the agent's own authority.
-        assert release.client_info["id"] == IDENTITY
+        lease_end, forced = server.jenkins.recorded("releaseResource")
+        # A lease that ran out, or a forced release, is cleared on the agent's own
+        # authority: even the Jenkins that held it must not ignore it.
+        assert lease_end.client_info["id"] == forced.client_info["id"] == IDENTITY
+        assert server.jenkins.recorded("lockResource")[1].client_info == {
+            "id": jenkins_a.id, "url": jenkins_a.url}  # fmt: skip
         assert server.jenkins.resources(NODE)["r1"]["locked"] is None
 
     run(scenario)

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from tests.agentproc import AgentProcess, wait_for
-from tests.fakes.jenkins import FakeJenkins, JenkinsServer, User
+from tests.fakes.jenkins import TLS_CERT, FakeJenkins, JenkinsServer, User
 from tests.fakes.jsonrpc4j import JsonRpc4jClient
 from tests.integration.test_openapi import check
 
@@ -281,3 +281,21 @@ def test_configuration_problems_are_named(
     wait_for(lambda: "r1" in locked.jenkins.resources(NODE), what="registered with the new token")
     wait_for(lambda: "r1" in other.jenkins.resources("missing-node"), what="registered on the node")
     wait_for(lambda: in_sync(agent))
+
+
+def test_https_with_a_private_ca(agent_factory: Callable[..., AgentProcess]) -> None:
+    with JenkinsServer(FakeJenkins(["trusted", "untrusted", "unverified"]), tls=True) as server:
+        agent = agent_factory(
+            resources=["r1"],
+            extra_toml=coordinator_toml(server, node="trusted", ca_file=str(TLS_CERT))
+            + coordinator_toml(server, node="untrusted")
+            + coordinator_toml(server, node="unverified", verify=False),
+        )
+        wait_for(lambda: "r1" in server.jenkins.resources("trusted"))
+        wait_for(lambda: "r1" in server.jenkins.resources("unverified"))
+        wait_for(lambda: coordinators(agent)[1]["last_error"] is not None)
+        untrusted = coordinators(agent)[1]
+        assert untrusted["state"] == "failing" and untrusted["last_error"]["kind"] == "config"
+        assert "not trusted" in untrusted["last_error"]["message"]
+        assert "ca_file" in untrusted["last_error"]["message"]
+        assert server.jenkins.resources("untrusted") == {}
