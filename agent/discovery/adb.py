@@ -2,12 +2,12 @@
 
 The adb server pushes its device list (``host:track-devices``) whenever it
 changes; this source keeps one such stream open, so a phone's state change
-reaches the inventory at once and nothing is polled. When the server is
-unreachable or restarts, the stream breaks: every adb fact is withdrawn (the
-phones are unknown, not usable, while nobody can ask adb) and the source
-reconnects with exponential backoff; the new server's first list puts them
-back under the same ids, so no resource is doubled or lost, and holds survive
-(a vanished resource keeps its hold through the grace period).
+reaches the inventory at once without polling (but see the gap below). When
+the server is unreachable or restarts, the stream breaks: every adb fact is
+withdrawn (the phones are unknown, not usable, while nobody can ask adb) and
+the source reconnects with exponential backoff; the new server's first list
+puts them back under the same ids, so no resource is doubled or lost, and
+holds survive (a vanished resource keeps its hold through the grace period).
 
 The stream has one known gap: adb 29 (Debian 12's) does not push the change
 when a TCP phone drops to ``offline`` (it lists it so, but tells no tracker).
