@@ -54,6 +54,7 @@ class Answer:
     """Jenkins' JSON answer to a successful request."""
 
     message: str
+    unsaved: bool = False  # WARN_NO_SAVE: applied in Jenkins' memory, not saved to disk
 
     @property
     def ignored(self) -> bool:
@@ -344,7 +345,7 @@ def _answer(answer: Any) -> Answer:
         raise JenkinsError(
             Failure.SERVER, f"unexpected answer from Jenkins: {_excerpt(str(answer))}"
         )
-    return Answer(str(answer.get("message", "")))
+    return Answer(str(answer.get("message", "")), answer.get("errorCode") == 10)
 
 
 def _excerpt(text: str) -> str:

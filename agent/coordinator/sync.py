@@ -35,6 +35,7 @@ from typing import Any
 from agent.authority import Authority
 from agent.config import CoordinatorSection
 from agent.coordinator.jenkins import (
+    Answer,
     Failure,
     JenkinsClient,
     JenkinsError,
@@ -325,7 +326,7 @@ class CoordinatorSync:
 
     async def _post(self, client: JenkinsClient, posts: list[Post]) -> None:
         try:
-            await client.update(tree_document(self.section.tree, (p.value for p in posts)))
+            answer = await client.update(tree_document(self.section.tree, (p.value for p in posts)))
         except JenkinsError as err:
             if err.kind is not Failure.REJECTED:
                 raise
@@ -347,6 +348,7 @@ class CoordinatorSync:
                 json.dumps(tree_document(self.section.tree, [post.value])),
             )
             return
+        self._check_saved(answer, "a metadata update")
         for post in posts:
             belief = self._belief[post.rid]
             belief.registered = True
@@ -398,7 +400,7 @@ class CoordinatorSync:
     async def _send_commands(self, client: JenkinsClient, rid: str) -> None:
         for cmd in self._commands(rid):
             try:
-                await client.command(cmd.name, rid, **cmd.params)
+                self._check_saved(await client.command(cmd.name, rid, **cmd.params), cmd.name)
             except JenkinsError as err:
                 if err.kind is Failure.NO_RESOURCE:
                     if rid not in self._want:
@@ -420,6 +422,13 @@ class CoordinatorSync:
                 belief.hold = belief.holder = None
             if cmd.hold is not None:
                 belief.hold, belief.holder = cmd.hold.kind, cmd.hold.holder
+
+    def _check_saved(self, answer: Answer, what: str) -> None:
+        if answer.unsaved:
+            # Jenkins has it now but would forget it on restart; the next start's
+            # reconciliation corrects that, so this is worth a warning, not a retry.
+            log.warning("coordinator %s could not save %s (WARN_NO_SAVE): %s",
+                        self.section.url, what, answer.message)  # fmt: skip
 
     def _note_error(self, err: JenkinsError) -> None:
         self._last_error = {"at": _iso(time.time()), "kind": err.kind.value, "message": err.message}

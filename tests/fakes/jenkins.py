@@ -296,6 +296,8 @@ class FakeJenkins:
         # Values with these names are refused with ERR_BAD_DATA (as Jenkins refuses
         # a document it cannot take), to test how the agent copes.
         self.reject_names: set[str] = set()
+        # Changes are applied but answered WARN_NO_SAVE (Jenkins could not write its disk).
+        self.no_save = False
         self.lock = threading.Lock()  # handlers run in the server's thread
 
     # --------------------------------------------------------- test helpers
@@ -414,7 +416,7 @@ class FakeJenkins:
         for value in posted:
             _merge(work, value, replace)
         values[:] = work
-        return _ok("OK")
+        return _unsaved() if self.no_save else _ok("OK")
 
     def httpcli(self, command: str, user: str | None, params: Mapping[str, str]) -> Any:
         """``external-resource-httpcli/<command>``."""
@@ -444,11 +446,16 @@ class FakeJenkins:
             res["reserved"], res["locked"] = _stash(params["reservedBy"], "EXTERNAL"), None
         else:
             res["reserved"] = res["locked"] = None
-        return _ok("OK")
+        return _unsaved() if self.no_save else _ok("OK")
 
 
 def _ok(message: str) -> dict[str, Any]:
     return {"type": "ok", "errorCode": 0, "errorName": "OK", "message": message}
+
+
+def _unsaved() -> dict[str, Any]:
+    return {"type": "warning", "errorCode": 10, "errorName": "WARN_NO_SAVE",
+            "message": "Could not save the node's configuration"}  # fmt: skip
 
 
 def _required(params: Mapping[str, str], required: Iterable[str], optional: Iterable[str]) -> None:

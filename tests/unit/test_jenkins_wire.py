@@ -144,6 +144,10 @@ def test_failures_are_told_apart(server: JenkinsServer) -> None:
             err = await failure(dead.get_metadata())
             assert err.kind is Failure.UNREACHABLE
             assert (await jc.update(good)).message == "OK"
+            jenkins.no_save = True
+            answer = await jc.command("disable", "ABC123")
+            assert answer.unsaved and not answer.ignored
+            assert jenkins.resources(NODE)["ABC123"]["enabled"] is False
         finally:
             for c in clients:
                 await c.close()
