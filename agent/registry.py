@@ -11,6 +11,7 @@ timer can never let an expired hold win.
 from __future__ import annotations
 
 import functools
+import heapq
 import math
 import secrets
 from collections.abc import Callable, Iterable
@@ -103,6 +104,8 @@ class Registry:
         # The last key that expired on each resource, so a late lock or release
         # with it is told "expired" rather than "wrong key".
         self._expired_keys: dict[str, str] = {}
+        # (deadline, resource id), lazily pruned: storms and timers cost log n, not n.
+        self._heap: list[tuple[float, str]] = []
 
     # ----------------------------------------------------------------- reading
 
@@ -129,12 +132,11 @@ class Registry:
         Past deadlines are applied by the next ``tick``.
         """
         now = self._clock()
-        for res in resources:
-            self._resources[res.id] = replace(
-                res,
-                present=False,
-                absent_since=res.absent_since if res.gone else now,
-            )
+        for stored in resources:
+            absent_since = stored.absent_since if stored.gone else now
+            res = replace(stored, present=False, absent_since=absent_since)
+            self._index(None, res)
+            self._resources[res.id] = res
 
     # ---------------------------------------------------------------- commands
 
@@ -323,17 +325,40 @@ class Registry:
 
     def next_deadline(self) -> float | None:
         """When ``tick`` next has something to do, or None."""
-        deadlines = [d for r in self._resources.values() if (d := self._deadline(r)) is not None]
-        return min(deadlines, default=None)
+        heap = self._heap
+        while heap and not self._live(heap[0]):
+            heapq.heappop(heap)
+        return heap[0][0] if heap else None
 
     def tick(self) -> list[Event]:
         """Expire what is due: reservations, leases, and grace periods."""
+        now = self._clock()
         events: list[Event] = []
-        for resource_id in list(self._resources):
-            events.extend(self._settle(resource_id))
+        heap = self._heap
+        while heap and heap[0][0] <= now:
+            entry = heapq.heappop(heap)
+            if self._live(entry):
+                events.extend(self._settle(entry[1]))
         return events
 
     # ---------------------------------------------------------------- internal
+
+    def _live(self, entry: tuple[float, str]) -> bool:
+        res = self._resources.get(entry[1])
+        return res is not None and self._deadline(res) == entry[0]
+
+    def _index(self, old: Resource | None, new: Resource) -> None:
+        """Keep the deadline heap current (stale entries are skipped when popped)."""
+        deadline = self._deadline(new)
+        if deadline is None or (old is not None and self._deadline(old) == deadline):
+            return
+        heapq.heappush(self._heap, (deadline, new.id))
+        if len(self._heap) > 2 * len(self._resources) + 64:
+            # Mostly stale entries: rebuild, so the heap stays O(resources).
+            self._heap = [
+                (d, r.id) for r in self._resources.values() if (d := self._deadline(r)) is not None
+            ]
+            heapq.heapify(self._heap)
 
     def _deadline(self, res: Resource) -> float | None:
         candidates = []
@@ -366,8 +391,10 @@ class Registry:
         res = self._resources.get(resource_id)
         if res is None:
             return []
+        old = res
         res, events = self._due(res)
         if events:
+            self._index(old, res)
             self._resources[resource_id] = res
         for event in events:
             if event.type is EventType.EXPIRED and event.hold is not None:
@@ -407,5 +434,6 @@ class Registry:
         hold: Hold | None = None,
         reason: str = "",
     ) -> Event:
+        self._index(self._resources.get(res.id), res)
         self._resources[res.id] = res
         return Event(type_, res, hold, reason)

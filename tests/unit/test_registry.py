@@ -398,11 +398,12 @@ def test_reading_shows_deadline_but_tick_reports_it(reg: Registry, clock: FakeCl
         ("phone1", None, False),
         ("phone2", None, True),
     ]
-    # Reading changed nothing: the events are not lost but the next tick's.
+    # Reading changed nothing: the events are not lost but the next tick's,
+    # in the order their deadlines passed (grace at 30 s, reservation at 60 s).
     events = reg.tick()
     assert [(e.type, e.resource.id) for e in events] == [
-        (EventType.EXPIRED, "phone1"),
         (EventType.GONE, "phone2"),
+        (EventType.EXPIRED, "phone1"),
     ]
     assert reg.tick() == []
 
