@@ -112,6 +112,10 @@ def test_a_storm_of_100_devices_costs_a_handful_of_requests(
             )  # fmt: skip
             changes = len(server.jenkins.recorded()) - 1 - adds
         assert adds <= 5 and changes <= 5, (adds, changes)
+        updates = server.jenkins.recorded("update")
+        # `enabled` goes with a new resource, never with a change to a known one.
+        assert all(r["enabled"] is True for r in updates[0].data[0]["children"])
+        assert all("enabled" not in r for r in updates[-1].data[0]["children"])
         for res in server.jenkins.resources(NODE).values():
             values = {c["name"]: c["value"] for c in res["children"]}
             assert values == {"model": "m2", "serial": ""} and res["enabled"] is True
