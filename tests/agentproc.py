@@ -59,6 +59,26 @@ def wait_for(
         time.sleep(interval)
 
 
+def listens(pid: int, port: int) -> bool:
+    """Whether process ``pid`` has a TCP socket listening on ``port`` (Linux /proc)."""
+    inodes: set[str] = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with contextlib.suppress(FileNotFoundError), open(table) as f:
+            for line in f.readlines()[1:]:
+                fields = line.split()
+                # local_address is HEX_IP:HEX_PORT; state 0A is LISTEN.
+                if int(fields[1].rsplit(":", 1)[1], 16) == port and fields[3] == "0A":
+                    inodes.add(fields[9])
+    if not inodes:
+        return False
+    fd_dir = f"/proc/{pid}/fd"
+    for fd in os.listdir(fd_dir):
+        with contextlib.suppress(OSError):
+            if os.readlink(f"{fd_dir}/{fd}").removeprefix("socket:[").rstrip("]") in inodes:
+                return True
+    return False
+
+
 # ------------------------------------------------------------------ TOML out
 
 
@@ -307,7 +327,11 @@ class AgentProcess:
                     f"agent exited with {self.returncode} before it answered:\n{self.log_tail()}"
                 )
             try:
-                if http_request(self.url, "GET", "/api/health", timeout=2).status == 200:
+                # Our process must own the listener: another agent on the port would answer too.
+                if (
+                    listens(self.pid, self.port)
+                    and http_request(self.url, "GET", "/api/health", timeout=2).status == 200
+                ):
                     return
             except OSError:
                 pass

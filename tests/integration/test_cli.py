@@ -12,11 +12,12 @@ import re
 import subprocess
 import sys
 from dataclasses import dataclass
+from typing import Any
 
 import pytest
 
 from agent.model import Code
-from tests.agentproc import AgentProcess, free_port
+from tests.agentproc import AgentError, AgentProcess, free_port
 
 
 @dataclass(frozen=True)
@@ -145,3 +146,47 @@ def test_unreachable_agent_exits_3() -> None:
 def test_url_option_beats_the_environment(pool_agent: AgentProcess) -> None:
     run = cli("list", "--json", "--url", pool_agent.url, url="http://127.0.0.1:1")
     assert run.code == 0 and "resources" in json.loads(run.out)
+
+
+# ------------------------------------------------------------------ serve
+
+
+def test_serve_refuses_a_taken_port(
+    pool_agent: AgentProcess, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    second = AgentProcess(tmp_path_factory.mktemp("second"), port=pool_agent.port)
+    with pytest.raises(AgentError):
+        second.start()
+    assert second.wait() == 1
+    assert f"cannot listen on 127.0.0.1:{pool_agent.port}" in second.log()
+    assert pool_agent.get("/api/health")["status"] == "ok"
+
+
+@pytest.mark.parametrize(
+    ("config", "message"),
+    [
+        ({"agent": {"grace_period": "30"}}, "agent.grace_period"),
+        ({"server": {"colour": "blue"}}, "server.colour: unknown key"),
+        ({"resource": [{"id": "a"}, {"id": "a"}]}, "declared twice"),
+    ],
+    ids=["wrong type", "unknown key", "duplicate id"],
+)
+def test_serve_names_the_config_problem(
+    tmp_path_factory: pytest.TempPathFactory, config: dict[str, Any], message: str
+) -> None:
+    agent = AgentProcess(tmp_path_factory.mktemp("bad"), config=config)
+    with pytest.raises(AgentError):
+        agent.start()
+    assert agent.wait() == 1
+    assert f"config {agent.config_path}: " in agent.log() and message in agent.log()
+    assert "Traceback" not in agent.log()
+
+
+def test_serve_names_an_unusable_state_dir(tmp_path_factory: pytest.TempPathFactory) -> None:
+    directory = tmp_path_factory.mktemp("state")
+    (directory / "not-a-dir").write_text("")
+    agent = AgentProcess(directory, config={"agent": {"state_dir": str(directory / "not-a-dir")}})
+    with pytest.raises(AgentError):
+        agent.start()
+    assert agent.wait() == 1
+    assert "not-a-dir" in agent.log() and "Traceback" not in agent.log()

@@ -7,7 +7,9 @@ results with the documented codes; JSON-RPC errors only for malformed requests.
 
 from __future__ import annotations
 
+import http.client
 import json
+import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -326,3 +328,36 @@ def test_null_key_is_a_refusal(jenkins: JsonRpc4jClient, rid: str) -> None:
     assert jenkins.lock(rid, None, BUILD).code == Code.HELD
     assert jenkins.release(rid, None, BUILD).code == Code.HELD
     assert jenkins.lock(rid, key, BUILD).ok
+
+
+def test_one_winner_among_concurrent_reservers(pool_agent: AgentProcess, rid: str) -> None:
+    results: list[Any] = [None] * 16
+
+    def reserve(i: int) -> None:
+        results[i] = JsonRpc4jClient(pool_agent.url).reserve(rid, 30, f"job/j{i}/")
+
+    threads = [threading.Thread(target=reserve, args=(i,)) for i in range(len(results))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(20)
+    assert sorted(r.code for r in results) == [0] + [Code.HELD] * (len(results) - 1)
+    [winner] = [i for i, r in enumerate(results) if r.ok]
+    holder = pool_agent.get(f"/api/resources/{rid}")["holder"]["holder"]
+    assert holder["url"] == f"job/j{winner}/"
+
+
+def test_calls_on_one_kept_alive_connection(pool_agent: AgentProcess, rid: str) -> None:
+    conn = http.client.HTTPConnection(pool_agent.host, pool_agent.port, timeout=10)
+    headers = {"Content-Type": "application/json-rpc"}
+    try:
+        conn.request("POST", "/", json.dumps(call(RESERVE, reserve_params(rid), "1")), headers)
+        resp = conn.getresponse()
+        key = check_result(check_envelope("1", json.loads(resp.read()))).key
+        lock = {"resource": rid, "key": key, "clientInfo": {"id": "j", "url": BUILD}}
+        conn.request("POST", "/", json.dumps(call(LOCK, lock, "2")), headers)
+        assert check_result(check_envelope("2", json.loads(conn.getresponse().read()))).ok
+        conn.request("POST", "/", json.dumps(call(RELEASE, [lock], "3")), headers)
+        assert check_result(check_envelope("3", json.loads(conn.getresponse().read()))).ok
+    finally:
+        conn.close()
