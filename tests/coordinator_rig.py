@@ -80,9 +80,7 @@ class Rig:
         raise AssertionError(f"the store failed: {exc}")
 
 
-async def until(
-    predicate: Callable[[], Any], timeout: float = 10.0, what: str = ""
-) -> Any:
+async def until(predicate: Callable[[], Any], timeout: float = 10.0, what: str = "") -> Any:
     """Poll ``predicate`` on the loop until truthy; fail after ``timeout`` seconds."""
     deadline = time.monotonic() + timeout
     while True:
