@@ -29,7 +29,7 @@ ifeq ($(INSTALL_VENV),1)
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
 	  { echo "make install: $(PYTHON) is older than 3.11; set PYTHON=python3.11" >&2; exit 1; }
 	$(PYTHON) -m venv $(D)$(PREFIX)
-	$(D)$(PREFIX)/bin/pip install -q --disable-pip-version-check $(PIP_ARGS) .
+	$(D)$(PREFIX)/bin/python -m pip install -q --disable-pip-version-check $(PIP_ARGS) .
 	@# A staged venv must name its final place in its scripts, not the staging dir.
 	@if [ -n "$(DESTDIR)" ]; then \
 	  grep -rlF '$(D)$(PREFIX)' $(D)$(PREFIX)/bin $(D)$(PREFIX)/pyvenv.cfg | \

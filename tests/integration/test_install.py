@@ -1,7 +1,7 @@
 """``make install`` and ``make uninstall`` into a staging root (DESTDIR).
 
-The venv step is skipped (INSTALL_VENV=0) to keep this fast; everything else
-is the real recipe: which files land where, with which modes, that an
+The venv step is skipped (INSTALL_VENV=0) in all but one test, to keep them
+fast; everything else is the real recipe: which files land where, with which modes, that an
 administrator's config and token survive a reinstall and an uninstall, and
 that an untouched install leaves no file behind.
 """
@@ -18,14 +18,14 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def make(target: str, destdir: Path, *extra: str) -> str:
-    """Run ``make TARGET DESTDIR=... INSTALL_VENV=0``; its output (fails the test on error)."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MAKE")}
+    """Run ``make TARGET DESTDIR=... INSTALL_VENV=0`` (``extra`` may override); its output."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MAKE", "VIRTUAL_ENV"))}
     result = subprocess.run(
         ["make", "-s", "-C", str(ROOT), target, f"DESTDIR={destdir}", "INSTALL_VENV=0", *extra],
         check=False,
         capture_output=True,
         text=True,
-        timeout=60,
+        timeout=300,
         env=env,
     )
     assert result.returncode == 0, result.stdout + result.stderr
@@ -113,4 +113,27 @@ def test_uninstall_removes_a_venv_prefix_whole(tmp_path: Path) -> None:
     (venv / "lib/python3.11/site-packages/agent").mkdir(parents=True)
     make("uninstall", stage)
     assert not venv.exists()
+    assert files(stage) == {}
+
+
+def test_real_install_with_its_venv_twice(tmp_path: Path) -> None:
+    # The whole recipe, venv and pip included: staged, run from the stage, installed
+    # again over itself (an upgrade), and removed.
+    stage = tmp_path / "root"
+    for _ in range(2):
+        make("install", stage, "INSTALL_VENV=1")
+    venv = stage / "opt/resource-agent"
+    script = (venv / "bin/resource-agent").read_text().splitlines()[0]
+    assert script.startswith("#!/opt/resource-agent/bin/python"), script  # not the stage
+    result = subprocess.run(
+        [str(venv / "bin/python"), "-c", "import agent.doctor, agent.cli; print(agent.__file__)"],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith(str(venv / "lib")), result.stdout
+    make("uninstall", stage, "INSTALL_VENV=1")
     assert files(stage) == {}

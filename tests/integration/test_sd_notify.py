@@ -171,24 +171,33 @@ def _serving_line(agent: AgentProcess) -> str:
 
 
 def test_journal_format_and_levels(tmp_path: Path) -> None:
-    # Under journald: priority prefixes, no timestamps of our own.
-    with _journald(AgentProcess(tmp_path / "a")) as agent:
-        line = _serving_line(agent)
-    assert line.startswith("<6>agent.daemon: serving"), line
-
-    # The config's level holds back info lines; --log-level overrides the config.
-    with _journald(AgentProcess(tmp_path / "b", log_level="warning")) as quiet:
-        pass
-    assert not [x for x in quiet.log().splitlines() if x.startswith("<6>")], quiet.log()
-    with _journald(
-        AgentProcess(tmp_path / "c", log_level="warning", args=["--log-level", "info"])
-    ) as loud:
-        assert _serving_line(loud).startswith("<6>")
-
-    # Outside journald: a timestamp and a level word, no priority prefix. Also when
-    # JOURNAL_STREAM is only inherited: it names a stream that is not our stderr.
-    for name, stream in (("d", None), ("e", "8:12345")):
-        with AgentProcess(tmp_path / name, env={"JOURNAL_STREAM": stream}) as plain:
-            line = _serving_line(plain)
-        assert not line.startswith("<"), line
-        assert line[:4].isdigit() and " INFO " in line, line
+    agents = {
+        # Under journald: priority prefixes, no timestamps of our own.
+        "journal": _journald(AgentProcess(tmp_path / "a")),
+        # The config's level holds back info lines; --log-level overrides the config.
+        "quiet": _journald(AgentProcess(tmp_path / "b", log_level="warning")),
+        "loud": _journald(
+            AgentProcess(tmp_path / "c", log_level="warning", args=["--log-level", "info"])
+        ),
+        # Outside journald: a timestamp and a level word, no priority prefix. Also when
+        # JOURNAL_STREAM is only inherited: it names a stream that is not our stderr.
+        "plain": AgentProcess(tmp_path / "d", env={"JOURNAL_STREAM": None}),
+        "inherited": AgentProcess(tmp_path / "e", env={"JOURNAL_STREAM": "8:12345"}),
+    }
+    try:
+        for agent in agents.values():  # all at once: five start-ups cost one
+            agent.start(wait=False)
+        for agent in agents.values():
+            agent.wait_ready()
+        assert _serving_line(agents["journal"]).startswith("<6>agent.daemon: serving")
+        assert _serving_line(agents["loud"]).startswith("<6>agent.daemon: serving")
+        for name in ("plain", "inherited"):
+            line = _serving_line(agents[name])
+            assert not line.startswith("<"), line
+            assert line[:4].isdigit() and " INFO " in line, line
+    finally:
+        for agent in agents.values():
+            agent.stop()
+    quiet = agents["quiet"].log()
+    assert "serving" not in quiet, quiet  # the info line was held back
+    assert not [x for x in quiet.splitlines() if x.startswith("<6>")], quiet
