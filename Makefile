@@ -6,8 +6,8 @@ VENV   ?= .venv
 BIN     = $(VENV)/bin
 # System tools the tests drive for real: umockdev (fake udev), udev (udevadm),
 # adb (the real adb server), systemd-analyze (unit checks), libusb (pyusb).
-SYSTEM_TOOLS = umockdev-wrapper udevadm adb systemd-analyze
-SYSTEM_PKGS  = umockdev libumockdev0 udev adb systemd libusb-1.0-0
+SYSTEM_TOOLS = umockdev-wrapper umockdev-run udevadm adb systemd-analyze systemd-sysusers unshare
+SYSTEM_PKGS  = umockdev libumockdev0 udev adb systemd libusb-1.0-0 util-linux
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: run test lint bench system-deps install uninstall clean

@@ -423,6 +423,8 @@ def check_coordinator(sec: CoordinatorSection, node: str, config_dir: Path | Non
         try:
             token = read_token(sec.token_file, config_dir)
         except CredentialError as exc:
+            if "Permission denied" in str(exc):
+                return failed(name, str(exc), "run doctor as root (sudo): the token is root-only")
             return failed(
                 name,
                 str(exc),
