@@ -137,6 +137,27 @@ def test_watchdog_meant_for_another_pid_is_not_pinged(tmp_path: Path, manager: M
         agent.stop()
 
 
+class OwnPidAgent(AgentProcess):
+    """The agent started the way systemd does it: WATCHDOG_PID is the agent's own pid."""
+
+    def command(self) -> list[str]:
+        # The shell's $$ becomes the agent's pid through exec.
+        return ["sh", "-c", 'WATCHDOG_PID=$$ exec "$@"', "sh", *super().command()]
+
+
+def test_watchdog_pid_naming_the_agent_is_pinged(tmp_path: Path, manager: Manager) -> None:
+    agent = OwnPidAgent(
+        tmp_path, env={"NOTIFY_SOCKET": manager.name, "WATCHDOG_USEC": WATCHDOG_USEC}
+    )
+    with agent:
+        manager.until("READY", "1")
+        for _ in range(2):
+            manager.until("WATCHDOG", "1", timeout=5)
+        assert (Path(f"/proc/{agent.pid}/environ").read_bytes().split(b"\0")).count(
+            f"WATCHDOG_PID={agent.pid}".encode()
+        ) == 1
+
+
 def test_notify_socket_as_a_path(tmp_path: Path) -> None:
     mgr = Manager(str(tmp_path / "notify"))
     agent = AgentProcess(tmp_path / "agent", env={"NOTIFY_SOCKET": mgr.name})
