@@ -53,7 +53,7 @@ def short_hostname() -> str:
 def parse_hostport(value: str, default_host: str = "") -> tuple[str, int]:
     """Split ``HOST:PORT`` (``[v6]:PORT`` for IPv6) and check the port."""
     host, sep, port = value.rpartition(":")
-    if not sep or not port.isdigit():
+    if not sep or not (port.isascii() and port.isdigit()):
         raise ValueError(f"expected HOST:PORT, got {value!r}")
     number = int(port)
     if not 0 <= number <= 65535:
@@ -227,11 +227,15 @@ class Settings(_Section):
 
     @model_validator(mode="after")
     def _check_unique_ids(self) -> Settings:
-        seen: set[str] = set()
-        for res in self.resource:
+        seen: dict[str, int] = {}
+        for index, res in enumerate(self.resource):
             if res.id in seen:
-                raise ValueError(f"resource id {res.id!r} is declared twice")
-            seen.add(res.id)
+                # A whole-model check has no key path of its own: name it here.
+                raise ValueError(
+                    f"resource[{index}].id: {res.id!r} is declared twice"
+                    f" (first as resource[{seen[res.id]}].id)"
+                )
+            seen[res.id] = index
         return self
 
 
@@ -256,6 +260,10 @@ def load_settings(path: Path | None) -> Settings:
         raise ConfigError(f"config {path}: cannot read: {exc.strerror or exc}") from exc
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"config {path}: not valid TOML: {exc}") from exc
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            f"config {path}: not valid TOML: not UTF-8 text ({exc.reason} at byte {exc.start})"
+        ) from exc
     try:
         return Settings.model_validate(data)
     except ValidationError as exc:
