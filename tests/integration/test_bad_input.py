@@ -184,6 +184,16 @@ def test_broken_http_leaves_the_agent_serving(pool_agent: AgentProcess, raw: byt
     assert head == b"" or re.match(rb"HTTP/1\.[01] 4\d\d ", head), head[:200]
 
 
+def test_clients_hanging_up_mid_body(pool_agent: AgentProcess) -> None:
+    for i in range(8):
+        path = b"/" if i % 2 else b"/api/resources/res-x/reserve"
+        with socket.create_connection((pool_agent.host, pool_agent.port), timeout=5) as sock:
+            sock.sendall(b"POST %s HTTP/1.1\r\nHost: a\r\nContent-Length: 100\r\n\r\n{" % path)
+            if i < 4:
+                time.sleep(0.05)  # half of them after the handler started reading
+    # The autouse check: still serving, and no traceback in the log.
+
+
 # ---------------------------------------------------------- orderly stop
 
 
