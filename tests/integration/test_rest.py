@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
+from datetime import datetime
 from typing import Any
 from urllib.parse import quote
 
@@ -115,8 +116,8 @@ def test_reserve_lock_release(pool_agent: AgentProcess, rid: str) -> None:
     assert hold["kind"] == "reserved" and hold["key"]
     # Default holder: this agent's identity, and who asked from where.
     assert hold["holder"] == {"id": IDENTITY, "url": "api@127.0.0.1"}
-    expires = time.mktime(time.strptime(hold["expires"][:19], "%Y-%m-%dT%H:%M:%S"))
-    assert before + 298 <= expires - time.timezone <= before + 302  # the 300 s default
+    expires = datetime.fromisoformat(hold["expires"]).timestamp()
+    assert before + 299 <= expires <= time.time() + 301  # the 300 s default, to the second
     assert answer["resource"]["state"] == "reserved"
     assert answer["resource"]["holder"]["kind"] == "reserved"
 
