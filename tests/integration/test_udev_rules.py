@@ -4,9 +4,10 @@
 the rules on a device described in tests/fakes/devices/. udevadm reads rules
 only from fixed system directories, so each run happens in a private mount
 namespace (``unshare --mount``) where /etc/udev/rules.d is a temporary
-directory holding just this file, the other rule directories are empty, and
-/run and /dev are scratch tmpfs (udevadm test writes its database and
-/dev/char links there). Nothing on the machine is touched.
+directory holding just this file, the other rule directories are empty (or,
+for one test, the distribution's), and /run and /dev are scratch tmpfs
+(udevadm test writes its database and /dev/char links there). Nothing on the
+machine is touched.
 """
 
 from __future__ import annotations
@@ -25,14 +26,17 @@ RULES = ROOT / "udev-rules" / "90-resource-agent.rules"
 DEVICES = ROOT / "tests" / "fakes" / "devices"
 SYSPATH = "/sys/devices/pci0000:00/0000:00:14.0/usb1/1-2"
 
-# Runs as root inside the new mount namespace. $1 rules dir, $2 device file, $3 syspath.
+# Runs as root inside the new mount namespace. $1 rules dir, $2 device file, $3 syspath,
+# $4 "isolate" to hide the distribution's rules.
 NAMESPACE_SCRIPT = r"""
 set -e
 mount --make-rprivate /
 mount --bind "$1" /etc/udev/rules.d
-for d in /lib/udev/rules.d /usr/lib/udev/rules.d /usr/local/lib/udev/rules.d; do
-  [ -d "$d" ] && mount -t tmpfs tmpfs "$d"
-done
+if [ "$4" = isolate ]; then
+  for d in /lib/udev/rules.d /usr/lib/udev/rules.d /usr/local/lib/udev/rules.d; do
+    if [ -d "$d" ]; then mount -t tmpfs tmpfs "$d"; fi
+  done
+fi
 mount -t tmpfs tmpfs /run
 mkdir /run/host-dev
 mount --rbind /dev /run/host-dev
@@ -44,8 +48,12 @@ exec umockdev-run -d "$2" -- udevadm test --action=add "$3"
 """
 
 
-def udevadm_test(rules_dir: Path, device: str) -> str:
-    """stdout and stderr of ``udevadm test`` for one fake device, rules_dir only."""
+def udevadm_test(rules_dir: Path, device: str | Path, isolate: bool = True) -> str:
+    """stdout and stderr of ``udevadm test`` for one fake device (a name, or a file).
+
+    ``isolate``: rules_dir's rules only; else the distribution's rules as well.
+    """
+    device_file = device if isinstance(device, Path) else DEVICES / f"{device}.umockdev"
     unshare = ["unshare", "--mount"]
     if os.geteuid() != 0:
         unshare.append("--map-root-user")
@@ -58,8 +66,9 @@ def udevadm_test(rules_dir: Path, device: str) -> str:
             NAMESPACE_SCRIPT,
             "udev-test",
             str(rules_dir),
-            str(DEVICES / f"{device}.umockdev"),
+            str(device_file),
             SYSPATH,
+            "isolate" if isolate else "",
         ],
         check=False,
         capture_output=True,
@@ -119,3 +128,30 @@ def test_an_invalid_line_would_be_caught(rules_dir: Path) -> None:
     rules = rules_dir / RULES.name
     rules.write_text(rules.read_text() + 'ENV{ID_BUS}=="usb", FROBNICATE="1"\n')
     assert _problems(udevadm_test(rules_dir, "pixel"))
+
+
+@pytest.mark.parametrize(("device", "ours"), [("pixel", True), ("keyboard", False)])
+def test_with_the_distributions_rules_ours_have_the_last_word(
+    rules_dir: Path, tmp_path: Path, device: str, ours: bool
+) -> None:
+    # Without ID_USB_INTERFACES in the fake's udev database, the distribution's
+    # usb_id builtin must work it out from the USB descriptors, as on a real machine.
+    text = (DEVICES / f"{device}.umockdev").read_text()
+    stripped = tmp_path / f"{device}.umockdev"
+    stripped.write_text(
+        "\n".join(x for x in text.splitlines() if not x.startswith("E: ID_USB_INTERFACES="))
+    )
+    output = udevadm_test(rules_dir, stripped, isolate=False)
+    assert "50-udev-default.rules" in output, output  # the distribution's rules did run
+    props = _properties(output)
+    assert props["ID_USB_INTERFACES"] == (":060101:ff4201:" if ours else ":030101:030000:")
+    assert not [x for x in _problems(output) if RULES.name in x]
+    ours_path = f"/etc/udev/rules.d/{RULES.name}"
+    permissions = re.findall(r"(\S+\.rules):\d+ (GROUP|MODE) (\S+)", output)
+    if ours:
+        assert props["SYSTEMD_WANTS"] == "resource-agent.service"
+        assert [p for p in permissions if p[1] == "GROUP"][-1][0] == ours_path, permissions
+        assert [p for p in permissions if p[1] == "MODE"][-1] == (ours_path, "MODE", "0660")
+    else:
+        assert "SYSTEMD_WANTS" not in props
+        assert not [p for p in permissions if p[0] == ours_path], permissions
