@@ -47,7 +47,7 @@ def _finite_float(text: str) -> float:
 def parse_json(body: bytes) -> Any:
     """Parse a request body strictly; raise BadJSON with the reason."""
     try:
-        return json.loads(
+        value = json.loads(
             body.decode("utf-8"), parse_constant=_no_constants, parse_float=_finite_float
         )
     except BadJSON:
@@ -60,6 +60,15 @@ def parse_json(body: bytes) -> Any:
         raise BadJSON(f"unusable number: {exc}") from exc
     except RecursionError as exc:
         raise BadJSON("the JSON is nested too deeply") from exc
+    try:
+        # JSON's \ud800-style escapes can smuggle in lone surrogates, which are not
+        # Unicode: nothing downstream (SQLite, logs, Jenkins) can encode them.
+        dumps(value).encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise BadJSON(
+            "the JSON holds a lone surrogate escape (\\ud800-\\udfff), which is not Unicode"
+        ) from exc
+    return value
 
 
 def local_offset(epoch: float) -> int:

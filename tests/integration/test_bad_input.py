@@ -160,6 +160,25 @@ def test_rest_wrong_types_and_malformed(pool_agent: AgentProcess, rid: str) -> N
     assert_error(pool_agent.request("GET", f"/api/resources/{long_id}"), 404, Code.UNKNOWN_RESOURCE)
 
 
+def test_lone_surrogates_are_refused_and_nothing_wedges(pool_agent: AgentProcess, rid: str) -> None:
+    # "\ud800" is valid JSON syntax but not Unicode: it once killed the store's writer.
+    path = f"/api/resources/{rid}/lock"
+    resp = pool_agent.request("POST", path, b'{"holder": "\\ud800"}', timeout=5)
+    assert "surrogate" in assert_error(resp, 400, Code.MALFORMED_REQUEST)
+    body = b'{"jsonrpc": "2.0", "method": "%s", "id": 1, "params": {"resource": "%s",' % (
+        RESERVE.encode(),
+        rid.encode(),
+    )
+    body += b' "timeout": 3, "clientInfo": {"id": "j", "url": "\\udfff"}}}'
+    assert rpc_error(pool_agent, body).code == -32700
+    # Odd but valid text is stored and shown as sent.
+    answer = pool_agent.post(path, {"holder": "nul\u0000 and \U0001f4f1"})
+    assert answer.status == 200, answer.body
+    assert pool_agent.get(f"/api/resources/{rid}")["holder"]["holder"]["url"] == (
+        "nul\u0000 and \U0001f4f1"
+    )
+
+
 # ------------------------------------------------------------ broken HTTP
 
 
