@@ -5,6 +5,7 @@ Also an orderly stop: SIGTERM finishes the requests in flight, then exits 0.
 
 from __future__ import annotations
 
+import gzip
 import json
 import re
 import signal
@@ -84,6 +85,15 @@ def test_chunked_body_over_64_kib_is_413(pool_agent: AgentProcess) -> None:
             pass  # the agent may hang up once it has seen enough
         head = sock.recv(4096)
     assert head.startswith(b"HTTP/1.1 413"), head[:100]
+
+
+def test_compressed_body_counts_unpacked(pool_agent: AgentProcess, rid: str) -> None:
+    bomb = gzip.compress(b'{"reason": "' + b"a" * 5_000_000 + b'"}')
+    assert len(bomb) < LIMIT
+    headers = {"Content-Encoding": "gzip", "Content-Type": "application/json"}
+    resp = pool_agent.request("POST", f"/api/resources/{rid}/disable", bomb, headers=headers)
+    assert_error(resp, 413, Code.TOO_LARGE)
+    assert pool_agent.get(f"/api/resources/{rid}")["enabled"] is True
 
 
 def test_body_just_under_the_limit_is_read(pool_agent: AgentProcess, rid: str) -> None:
