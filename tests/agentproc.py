@@ -257,6 +257,22 @@ class AgentProcess:
         except FileNotFoundError:
             return ""
 
+    def run_log(self) -> str:
+        """What the current (or last) run printed: the log since its start line."""
+        text = self.log()
+        return text[text.rfind("--- start: ") :] if "--- start: " in text else text
+
+    def wait_log(self, text: str, timeout: float = 10.0) -> str:
+        """Wait until the current run has printed a line containing ``text``; answer it."""
+
+        def line() -> str | None:
+            return next((ln for ln in self.run_log().splitlines() if text in ln), None)
+
+        try:
+            return str(wait_for(line, timeout=timeout, what=f"log line with {text!r}"))
+        except AssertionError as exc:
+            raise AgentError(f"{exc}:\n{self.log_tail()}") from exc
+
     def log_tail(self, lines: int = 40) -> str:
         """The last lines of the log, for failure messages."""
         return "\n".join(self.log().splitlines()[-lines:])

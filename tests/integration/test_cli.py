@@ -158,7 +158,7 @@ def test_serve_refuses_a_taken_port(
     with pytest.raises(AgentError):
         second.start()
     assert second.wait() == 1
-    assert f"cannot listen on 127.0.0.1:{pool_agent.port}" in second.log()
+    second.wait_log(f"cannot listen on 127.0.0.1:{pool_agent.port}", timeout=1)
     assert pool_agent.get("/api/health")["status"] == "ok"
 
 

@@ -181,6 +181,7 @@ def test_acknowledged_operations_survive_sigkill(
     agent.start()
     for client in clients:
         _check_state(agent, client)
+    assert "Traceback" not in agent.run_log(), agent.log_tail()
 
 
 def test_expiry_while_down_is_applied_at_start(
