@@ -8,7 +8,7 @@ here run with ``[adb] allow_remote = true``.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -35,30 +35,6 @@ EXPECTED_METADATA = {
 }
 
 AgentFactory = Callable[..., AgentProcess]
-
-
-@pytest.fixture(scope="module")
-def adb_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AdbServer]:
-    """The module's private adb server."""
-    with AdbServer(tmp_path_factory.mktemp("adb-home")) as server:
-        yield server
-
-
-@pytest.fixture
-def phones(adb_server: AdbServer) -> Iterator[Callable[..., FakeAdbd]]:
-    """Start fake phones (FakeAdbd keyword arguments); stopped and disconnected after."""
-    made: list[FakeAdbd] = []
-
-    def make(**kwargs: Any) -> FakeAdbd:
-        phone = FakeAdbd(**kwargs).start()
-        made.append(phone)
-        return phone
-
-    yield make
-    for phone in made:
-        phone.stop()
-        if adb_server.answers():
-            adb_server.disconnect(phone.serial)
 
 
 def adb_agent(

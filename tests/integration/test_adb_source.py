@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -47,29 +47,6 @@ class RegistrySink:
     def get(self, resource_id: str) -> Resource | None:
         found = {r.id: r for r in self.registry.resources()}
         return found.get(resource_id)
-
-
-@pytest.fixture(scope="module")
-def adb_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AdbServer]:
-    """The module's private adb server."""
-    with AdbServer(tmp_path_factory.mktemp("adb-home")) as server:
-        yield server
-
-
-@pytest.fixture
-def phones(adb_server: AdbServer) -> Iterator[Callable[..., FakeAdbd]]:
-    """Start fake phones (FakeAdbd keyword arguments); stopped and disconnected after."""
-    made: list[FakeAdbd] = []
-
-    def make(**kwargs: Any) -> FakeAdbd:
-        phone = FakeAdbd(**kwargs).start()
-        made.append(phone)
-        return phone
-
-    yield make
-    for phone in made:
-        phone.stop()
-        adb_server.disconnect(phone.serial)
 
 
 def source(

@@ -8,7 +8,7 @@ path and the real adb server meet in the agent's inventory.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -22,12 +22,6 @@ pytestmark = [
     pytest.mark.skipif(not umockdev_active(), reason="needs umockdev-wrapper (make test runs it)"),
     pytest.mark.timeout(60),
 ]
-
-
-@pytest.fixture
-def adb_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AdbServer]:
-    with AdbServer(tmp_path_factory.mktemp("adb-home")) as server:
-        yield server
 
 
 def _resource(agent: AgentProcess, rid: str) -> dict[str, Any] | None:
