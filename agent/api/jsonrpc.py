@@ -118,7 +118,11 @@ def _describe(exc: ValidationError) -> str:
 
 
 async def _call(authority: Authority, request: Any) -> dict[str, Any] | None:
-    """Answer one request object; None for a notification."""
+    """Answer one request object; None for a notification.
+
+    A valid notification is never answered, not even with an error (JSON-RPC
+    2.0 section 4.1); an invalid request object always is.
+    """
     if not isinstance(request, dict):
         return _error(None, INVALID_REQUEST, "Invalid Request", "a request must be a JSON object")
     has_id = "id" in request
@@ -130,10 +134,15 @@ async def _call(authority: Authority, request: Any) -> dict[str, Any] | None:
         return _error(
             id_, INVALID_REQUEST, "Invalid Request", 'needs "jsonrpc": "2.0" and a string "method"'
         )
+    answer = await _dispatch(authority, method, request.get("params"), id_)
+    return answer if has_id else None
+
+
+async def _dispatch(authority: Authority, method: str, params: Any, id_: Any) -> dict[str, Any]:
+    """Run a well-formed request: its result, or the error saying why not."""
     entry = METHODS.get(method)
     if entry is None:
         return _error(id_, METHOD_NOT_FOUND, "Method not found", f"no method {method!r}")
-    params = request.get("params")
     # jsonrpc4j wraps the one argument in an array for some methods and builds.
     if isinstance(params, list) and len(params) == 1:
         params = params[0]
@@ -150,8 +159,8 @@ async def _call(authority: Authority, request: Any) -> dict[str, Any] | None:
         result = _result(refusal.code, refusal.message, None, time.time())
     except Exception:
         log.exception("JSON-RPC %s failed", method)
-        return _error(id_, INTERNAL_ERROR, "Internal error") if has_id else None
-    return {"jsonrpc": "2.0", "result": result, "id": id_} if has_id else None
+        return _error(id_, INTERNAL_ERROR, "Internal error")
+    return {"jsonrpc": "2.0", "result": result, "id": id_}
 
 
 async def handle(request: web.Request) -> web.Response:

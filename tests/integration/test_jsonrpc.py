@@ -262,6 +262,18 @@ def test_notifications_are_done_but_not_answered(pool_agent: AgentProcess, rid: 
     assert pool_agent.get(f"/api/resources/{rid}")["state"] == "reserved"
 
 
+def test_notifications_are_not_answered_even_with_errors(
+    pool_agent: AgentProcess, rid: str
+) -> None:
+    unknown = {"jsonrpc": "2.0", "method": "ResourceMonitor.Resources.Steal", "params": {}}
+    bad_params = {"jsonrpc": "2.0", "method": RESERVE, "params": {"resource": rid}}
+    for payload in (unknown, bad_params):
+        resp = pool_agent.request("POST", "/", json.dumps(payload))
+        assert resp.status == 204 and resp.body == b"", resp.body
+    answer = rpc(pool_agent, [unknown, call(RESERVE, reserve_params(rid), 9), bad_params])
+    assert len(answer) == 1 and check_result(check_envelope(9, answer[0])).ok
+
+
 def test_parse_error(pool_agent: AgentProcess) -> None:
     for body in (b'{"jsonrpc": "2.0", "method"', b"", b"\xff\xfe", b"NaN"):
         err = error_of(rpc(pool_agent, body))
