@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import http.client
 import json
 import urllib.error
 import urllib.request
@@ -53,13 +54,24 @@ class Client:
         )
         try:
             with urllib.request.urlopen(req, timeout=self.timeout) as resp:
-                return json.loads(resp.read())
+                raw = resp.read()
         except urllib.error.HTTPError as exc:
-            try:
-                err = json.loads(exc.read())["error"]
-                raise ApiRefusal(exc.code, int(err["code"]), str(err["message"])) from exc
-            except (ValueError, KeyError, TypeError):
-                raise ApiRefusal(exc.code, 0, f"HTTP {exc.code} {exc.reason}") from exc
-        except (urllib.error.URLError, OSError) as exc:
+            raise self._refusal(exc) from exc
+        except (urllib.error.URLError, OSError, http.client.HTTPException) as exc:
             reason = getattr(exc, "reason", exc)
             raise Unreachable(f"no agent at {self.url}: {reason}") from exc
+        try:
+            return json.loads(raw)
+        except ValueError as exc:
+            # Something answers there, but not an agent (say, Jenkins on 8080).
+            raise Unreachable(f"no agent at {self.url}: the answer is not JSON") from exc
+
+    def _refusal(self, exc: urllib.error.HTTPError) -> Exception:
+        """The agent's refusal; an error page without its error body is not the agent."""
+        try:
+            err = json.loads(exc.read())["error"]
+            return ApiRefusal(exc.code, int(err["code"]), str(err["message"]))
+        except (ValueError, KeyError, TypeError, OSError):
+            return Unreachable(
+                f"no agent at {self.url}: HTTP {exc.code} {exc.reason} without an agent's error"
+            )

@@ -6,11 +6,15 @@ unreachable.
 
 from __future__ import annotations
 
+import http.server
 import json
 import os
 import re
+import socket
 import subprocess
 import sys
+import threading
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -141,6 +145,68 @@ def test_unreachable_agent_exits_3() -> None:
         run = cli(*args, url=url)
         assert run.code == 3, run
         assert f"no agent at {url}" in run.err
+
+
+class _NotAnAgent(http.server.BaseHTTPRequestHandler):
+    """Jenkins' front page on every path; 404 pages for the resources."""
+
+    def do_GET(self) -> None:
+        status = 404 if self.path.startswith("/api/resources/") else 200
+        body = b"<html><body>Dashboard [Jenkins]</body></html>"
+        self.send_response(status)
+        self.send_header("Content-Type", "text/html")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def not_an_agent() -> Iterator[str]:
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _NotAnAgent)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.fixture
+def ssh_like() -> Iterator[str]:
+    """A TCP server that answers everything with an SSH banner."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    stop = threading.Event()
+
+    def serve() -> None:
+        listener.settimeout(0.1)
+        while not stop.is_set():
+            try:
+                conn, _ = listener.accept()
+            except TimeoutError:
+                continue
+            with conn:
+                conn.sendall(b"SSH-2.0-OpenSSH_9.2\r\n")
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{listener.getsockname()[1]}"
+    stop.set()
+    thread.join(5)
+    listener.close()
+
+
+def test_something_else_at_the_url_exits_3(not_an_agent: str, ssh_like: str) -> None:
+    for url, args in (
+        (not_an_agent, ("list",)),
+        (not_an_agent, ("show", "x")),
+        (ssh_like, ("list",)),
+    ):
+        run = cli(*args, url=url)
+        assert run.code == 3, run
+        assert run.err.startswith(f"resource-agent: no agent at {url}: "), run.err
+        assert "Traceback" not in run.err
 
 
 def test_url_option_beats_the_environment(pool_agent: AgentProcess) -> None:
