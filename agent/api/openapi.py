@@ -30,7 +30,6 @@ ERROR_STATUSES = {
     400: "The body is not JSON, or not a JSON object.",
     403: "Wrong key: the resource is held with another key (code 6).",
     404: "No resource with this id (code 1), or no such route (code 22).",
-    405: "The route does not take this method (code 22).",
     409: "The resource's state says no: disabled, absent, unhealthy, held, not held, "
     "expired key, no lease (codes 2-5, 7, 8, 10).",
     413: "The body is larger than 64 KiB (code 21).",
@@ -550,7 +549,8 @@ DOCUMENT: dict[str, Any] = {
         "version": "0.1.0",
         "description": "The node agent's API: JSON-RPC on POST / for Jenkins' External "
         "Resource Dispatcher, REST under /api/ for people and scripts. Errors under /api/ "
-        f"are {{'error': {{'code', 'message'}}}}. Refusal codes: {CODE_TABLE}. "
+        f"are {{'error': {{'code', 'message'}}}} (an unknown /api/ route is 404, a method a "
+        f"route does not take 405, both code 22). Refusal codes: {CODE_TABLE}. "
         "Event types in history and sinks: " + ", ".join(e.value for e in EventType) + ".",
     },
     "tags": [
