@@ -288,7 +288,10 @@ class Store:
     def _commit(self, batch: list[tuple[Any, asyncio.Future[Any]]]) -> None:
         try:
             results = self._transaction(batch)
-        except sqlite3.Error as exc:
+        except Exception as exc:
+            # Not only sqlite3.Error: binding a value SQLite can't take (a str
+            # with a lone surrogate, an int over 64 bits) raises others, and
+            # the writer thread must outlive any one bad change.
             if len(batch) == 1:
                 log.error("committing to %s failed: %s", self.path, exc)
                 results = [(batch[0][1], None, StoreError(f"commit failed: {exc}"))]
@@ -303,7 +306,7 @@ class Store:
     def _commit_alone(self, item: tuple[Any, asyncio.Future[Any]], results: list[Any]) -> None:
         try:
             results.extend(self._transaction([item]))
-        except sqlite3.Error as exc:
+        except Exception as exc:
             log.error("committing to %s failed: %s", self.path, exc)
             results.append((item[1], None, StoreError(f"commit failed: {exc}")))
 
@@ -322,10 +325,14 @@ class Store:
                     continue
                 # A read or other call sees every write queued before it.
                 self._flush(resources, lines)
+                # A savepoint, so a call that fails leaves none of its writes.
+                conn.execute("SAVEPOINT call")
                 try:
                     results.append((future, item(conn), None))
                 except Exception as exc:
+                    conn.execute("ROLLBACK TO call")
                     results.append((future, None, exc))
+                conn.execute("RELEASE call")
             self._flush(resources, lines)
             conn.execute("COMMIT")
         except BaseException:
