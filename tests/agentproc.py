@@ -110,6 +110,8 @@ def to_toml(data: Mapping[str, Any]) -> str:
     """Top-level tables and arrays of tables of simple values (enough for agent.toml)."""
     lines: list[str] = []
     for name, value in data.items():
+        if isinstance(value, (list, tuple)) and not value:
+            continue  # an empty array of tables is no tables
         if isinstance(value, Mapping):
             lines.append(f"[{name}]")
             lines += [f"{json.dumps(k)} = {_toml_value(v)}" for k, v in value.items()]
@@ -227,8 +229,6 @@ class AgentProcess:
             "resource": [r if isinstance(r, Mapping) else {"id": r} for r in resources],
         }
         settings = _merge(settings, config or {})
-        if not settings["resource"]:
-            del settings["resource"]
         self.config_text = to_toml(settings) + ("\n" + extra_toml if extra_toml else "")
         directory.mkdir(parents=True, exist_ok=True)
         self.config_path.write_text(self.config_text)
