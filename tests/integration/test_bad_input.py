@@ -5,6 +5,7 @@ Also an orderly stop: SIGTERM finishes the requests in flight, then exits 0.
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import json
 import re
@@ -265,3 +266,14 @@ def test_sigterm_finishes_requests_in_flight(agent_factory: Callable[..., AgentP
     agent.start()
     assert agent.get("/api/resources/phone")["state"] == "reserved"
     assert JsonRpc4jClient(agent.url).lock("phone", key, "job/x/1/").ok
+
+
+def test_sigint_and_repeated_signals_stop_cleanly(
+    agent_factory: Callable[..., AgentProcess],
+) -> None:
+    agent = agent_factory(resources=["phone"])
+    agent.signal(signal.SIGINT)
+    with contextlib.suppress(AssertionError):  # it may be gone already
+        agent.signal(signal.SIGTERM)
+    assert agent.wait() == 0, agent.log_tail()
+    assert "Traceback" not in agent.run_log()
