@@ -401,7 +401,13 @@ class AgentProcess:
             self.kill()
 
     def __enter__(self) -> AgentProcess:
-        return self.start() if not self.running() else self
+        if self.running():
+            return self
+        try:
+            return self.start()
+        except BaseException:
+            self.stop()  # __exit__ is not called when __enter__ fails: leave no orphan
+            raise
 
     def __exit__(
         self,
