@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import itertools
+import re
+from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 
@@ -757,3 +760,49 @@ def test_events_carry_snapshots(reg: Registry, clock: FakeClock) -> None:
     assert log[0].resource.hold is not None
     assert log[0].resource.hold.kind is HoldKind.RESERVED
     assert reg.get("phone1").hold is None
+
+
+# ----------------------------------------------------------------- refusals
+
+
+def test_refusal_codes_are_the_documented_ones() -> None:
+    """Codes are an interface: the table in docs/api.md and the enum agree."""
+    doc = (Path(__file__).parents[2] / "docs" / "api.md").read_text()
+    section = doc.split("## Refusal codes", 1)[1]
+    table = dict(re.findall(r"^\| (\d+) \| `([A-Z_]+)` \|", section, re.MULTILINE))
+    assert {int(k): v for k, v in table.items()} == {c.value: c.name for c in Code}
+
+
+def test_every_refusal_names_its_resource(reg: Registry, clock: FakeClock) -> None:
+    """One scenario per rule refusal; each message says which resource and why."""
+    reg.describe(Description("off", "Off", Kind.USB))
+    reg.disable("off", "flaky cable")
+    reg.describe(Description("away", "Away", Kind.USB))
+    reg.vanish("away")
+    reg.describe(Description("sick", "Sick", Kind.USB))
+    reg.set_health("sick", "adb offline")
+    held, _ = reg.reserve("phone1", 60, QUEUED)
+    old, _ = reg.reserve("phone2", 1, QUEUED)
+    clock.advance(1)
+    reg.tick()
+    nolease, _ = reg.lock("phone2", None, PERSON)
+    cases: list[tuple[Code, Callable[[], object], str]] = [
+        (Code.UNKNOWN_RESOURCE, lambda: reg.reserve("zz", 1, QUEUED), "no resource with id 'zz'"),
+        (Code.DISABLED, lambda: reg.reserve("off", 1, QUEUED), "off is disabled: flaky cable"),
+        (Code.ABSENT, lambda: reg.lock("away", None, PERSON), "away is not connected"),
+        (Code.UNHEALTHY, lambda: reg.reserve("sick", 1, QUEUED), "sick is not usable: adb offline"),
+        (Code.HELD, lambda: reg.reserve("phone1", 1, OTHER), f"phone1 is reserved by {QUEUED.url}"),
+        (Code.WRONG_KEY, lambda: reg.release("phone1", "guess"), "wrong key for resource phone1"),
+        (
+            Code.EXPIRED,
+            lambda: reg.lock("phone2", old.key, BUILD),
+            "phone2 with this key has expired",
+        ),
+        (Code.NOT_HELD, lambda: reg.release("off", "k"), "off is not reserved or locked"),
+        (Code.INVALID_ARGUMENT, lambda: reg.renew("phone1", held.key, 0), "lease must be"),
+        (Code.NO_LEASE, lambda: reg.renew("phone2", nolease.key), "lock on phone2 has no lease"),
+    ]
+    assert {code for code, _, _ in cases} == {c for c in Code if 0 < c < 20}
+    for code, command, text in cases:
+        err = refused(code, command)
+        assert text in err.message, (code, err.message)
