@@ -76,6 +76,8 @@ def _refusal_changes_nothing(
         except Refused:
             if res is not None:
                 self._resources[resource_id] = res
+                # The heap may have been rebuilt without the undone deadline.
+                self._index(None, res)
             if expired_key is None:
                 self._expired_keys.pop(resource_id, None)
             else:
@@ -135,8 +137,8 @@ class Registry:
         for stored in resources:
             absent_since = stored.absent_since if stored.gone else now
             res = replace(stored, present=False, absent_since=absent_since)
-            self._index(None, res)
             self._resources[res.id] = res
+            self._index(None, res)
 
     # ---------------------------------------------------------------- commands
 
@@ -348,7 +350,10 @@ class Registry:
         return res is not None and self._deadline(res) == entry[0]
 
     def _index(self, old: Resource | None, new: Resource) -> None:
-        """Keep the deadline heap current (stale entries are skipped when popped)."""
+        """Keep the deadline heap current (stale entries are skipped when popped).
+
+        Call after storing ``new``: a rebuild reads the stored resources.
+        """
         deadline = self._deadline(new)
         if deadline is None or (old is not None and self._deadline(old) == deadline):
             return
@@ -394,8 +399,8 @@ class Registry:
         old = res
         res, events = self._due(res)
         if events:
-            self._index(old, res)
             self._resources[resource_id] = res
+            self._index(old, res)
         for event in events:
             if event.type is EventType.EXPIRED and event.hold is not None:
                 self._expired_keys[resource_id] = event.hold.key
@@ -434,6 +439,7 @@ class Registry:
         hold: Hold | None = None,
         reason: str = "",
     ) -> Event:
-        self._index(self._resources.get(res.id), res)
+        old = self._resources.get(res.id)
         self._resources[res.id] = res
+        self._index(old, res)
         return Event(type_, res, hold, reason)

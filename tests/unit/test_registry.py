@@ -806,3 +806,43 @@ def test_every_refusal_names_its_resource(reg: Registry, clock: FakeClock) -> No
     for code, command, text in cases:
         err = refused(code, command)
         assert text in err.message, (code, err.message)
+
+
+# ----------------------------------------------------- the deadline index
+
+
+# The index is a heap rebuilt when stale entries pile up (about 2 per
+# resource + 64); every count of changes up to past two rebuilds is tried.
+CHURN = range(140)
+
+
+def test_lease_expires_after_any_number_of_renewals() -> None:
+    """Renewals churn the deadline index; the last deadline must still fire."""
+    for renewals in CHURN:
+        clock = FakeClock()
+        reg = Registry(clock, grace=GRACE)
+        reg.describe(Description("r", "R", Kind.USB))
+        hold, _ = reg.lock("r", None, PERSON, 10)
+        for _ in range(renewals):
+            clock.advance(1)
+            hold, _ = reg.renew("r", hold.key)
+        assert reg.next_deadline() == hold.expires, renewals
+        clock.advance(10)
+        assert types(reg.tick()) == [EventType.EXPIRED], renewals
+
+
+def test_refusal_keeps_deadline_indexed() -> None:
+    """A refusal undoes a lazy expiry; the expiry must stay due for tick."""
+    for renewals in CHURN:
+        clock = FakeClock()
+        reg = Registry(clock, grace=1000)
+        reg.describe(Description("r", "R", Kind.USB))
+        hold, _ = reg.reserve("r", 10, QUEUED)
+        reg.vanish("r")  # a second deadline (grace) remains once the hold is gone
+        for _ in range(renewals):
+            clock.advance(0.01)
+            hold, _ = reg.renew("r", hold.key)
+        clock.advance(10)
+        refused(Code.EXPIRED, reg.lock, "r", hold.key, BUILD)
+        assert reg.next_deadline() == hold.expires, renewals
+        assert types(reg.tick()) == [EventType.EXPIRED], renewals
