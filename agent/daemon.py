@@ -6,6 +6,7 @@ import asyncio
 import logging
 import signal
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Protocol
 
@@ -50,6 +51,36 @@ def static_descriptions(settings: Settings) -> list[Description]:
         )
         for r in settings.resource
     ]
+
+
+async def _start_all(components: Sequence[Component], started: list[Component]) -> bool:
+    """Start each in turn; at the first that fails, say why and answer False.
+
+    ``started`` gets each component before its start, so one that fails half
+    way is stopped too, releasing what it took.
+    """
+    for component in components:
+        started.append(component)
+        try:
+            await component.start()
+        except Exception as exc:
+            log.error(
+                "cannot start %s, stopping: %s",
+                type(component).__name__,
+                str(exc) or type(exc).__name__,
+                exc_info=log.isEnabledFor(logging.DEBUG),
+            )
+            return False
+    return True
+
+
+async def _stop_all(started: Sequence[Component]) -> None:
+    """Stop in reverse order; one that fails to stop keeps none of the rest running."""
+    for component in reversed(started):
+        try:
+            await component.stop()
+        except Exception:
+            log.exception("stopping %s failed", type(component).__name__)
 
 
 class Daemon:
@@ -112,9 +143,10 @@ class Daemon:
             # runner: TCPSite's own shutdown_timeout is deprecated in aiohttp 3.9+).
             shutdown_timeout=10.0,
         )
+        started: list[Component] = []
         try:
-            for component in components:
-                await component.start()
+            if not await _start_all(components, started):
+                return 1
             await runner.setup()
             host, port = self.settings.server.address
             site = web.TCPSite(runner, host, port, reuse_address=True)
@@ -136,8 +168,7 @@ class Daemon:
         finally:
             # Stop accepting and finish in-flight requests before the store closes.
             await runner.cleanup()
-            for component in reversed(components):
-                await component.stop()
+            await _stop_all(started)
             authority.stop()
             await store.close()
             await supervision.stop()
