@@ -39,6 +39,7 @@ class Authority:
         self._on_fatal = on_fatal
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at: float | None = None
+        self._last_write: asyncio.Future[None] | None = None
 
     # ---------------------------------------------------------------- commands
 
@@ -113,6 +114,10 @@ class Authority:
     async def _commit(self, events: Sequence[Event]) -> None:
         if events:
             await self._write(events)
+        elif self._last_write is not None and not self._last_write.done():
+            # Nothing new, but the answer may tell of a change still on its way
+            # to disk (a lock asked for twice): it waits, so no answer outruns it.
+            await asyncio.shield(self._last_write)
 
     def _record(self, events: Sequence[Event]) -> None:
         if events:
@@ -124,6 +129,7 @@ class Authority:
         # Published from the commit callback, so sinks see commit order and
         # never hear of a change that is not on disk.
         future.add_done_callback(lambda f: self._committed(f, events))
+        self._last_write = future
         self._arm()
         return future
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import sqlite3
+import threading
 import time
 from collections.abc import Callable, Coroutine
 from pathlib import Path
@@ -238,6 +239,35 @@ def test_published_only_after_commit(tmp_path: Path) -> None:
         assert behind == []
         reasons = [e.resource.disabled_reason for e in h.published[1:]]
         assert reasons == [str(n) for n in range(1, 101)]
+
+    run(scenario())
+
+
+def test_answer_without_changes_waits_for_the_change_it_reports(tmp_path: Path) -> None:
+    """A lock asked for twice at once: the second answer (no change of its own)
+    comes only once the first one's lock is on disk."""
+    clock = FakeClock()
+
+    async def scenario() -> None:
+        h = Harness(tmp_path / "state.db", clock)
+        h.authority.describe(Description("r", "R", Kind.STATIC))
+        reserved = await h.authority.reserve("r", 60, QUEUED)
+        gate = threading.Event()
+        held = h.store.call(lambda conn: gate.wait(10))  # the writer waits for the test
+        first = asyncio.ensure_future(h.authority.lock("r", reserved.key, BUILD))
+        second = asyncio.ensure_future(h.authority.lock("r", reserved.key, BUILD))
+        for _ in range(10):
+            await asyncio.sleep(0)
+        assert not first.done()
+        assert not second.done(), "answered before the lock it reports was on disk"
+        gate.set()
+        assert await held
+        hold = await second
+        row = h.on_disk("r")
+        assert row is not None
+        assert (row["hold_kind"], row["hold_key"]) == ("locked", hold.key)
+        assert await first == hold
+        await h.close()
 
     run(scenario())
 
