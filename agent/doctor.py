@@ -433,8 +433,19 @@ def check_coordinator(sec: CoordinatorSection, node: str, config_dir: Path | Non
             )
         basic = base64.b64encode(f"{sec.user}:{token}".encode()).decode()
         headers["Authorization"] = f"Basic {basic}"
+    context = None
+    if sec.url.startswith("https:"):
+        try:
+            context = _tls_context(sec)
+        except (OSError, ssl.SSLError) as exc:
+            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+            return failed(
+                name,
+                f"cannot load ca_file {sec.ca_file}: {reason}",
+                "set ca_file to the PEM file of the CA that signed the Jenkins certificate",
+            )
     url = f"{sec.url}metadata-httpcli/get?node={quote(node, safe='')}"
-    status, body, error = _http_get(url, headers, sec)
+    status, body, error = _http_get(url, headers, context, sec.timeout)
     if error is not None:
         return failed(
             name,
@@ -492,18 +503,22 @@ def _judge_metadata(
     return passed(name, f"token of {who} accepted; node {node!r} has tree {sec.tree!r}")
 
 
+def _tls_context(sec: CoordinatorSection) -> ssl.SSLContext:
+    """TLS as the coordinator sync does it: ca_file is read only when verifying."""
+    if not sec.verify:
+        context = ssl.create_default_context()
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+        return context
+    return ssl.create_default_context(cafile=sec.ca_file)
+
+
 def _http_get(
-    url: str, headers: dict[str, str], sec: CoordinatorSection
+    url: str, headers: dict[str, str], context: ssl.SSLContext | None, timeout: float
 ) -> tuple[int, bytes, str | None]:
-    context = None
-    if url.startswith("https:"):
-        context = ssl.create_default_context(cafile=sec.ca_file)
-        if not sec.verify:
-            context.check_hostname = False
-            context.verify_mode = ssl.CERT_NONE
     request = urllib.request.Request(url, headers=headers)
     try:
-        with urllib.request.urlopen(request, timeout=sec.timeout, context=context) as resp:
+        with urllib.request.urlopen(request, timeout=timeout, context=context) as resp:
             return resp.status, resp.read(), None
     except urllib.error.HTTPError as exc:
         return exc.code, exc.read(), None

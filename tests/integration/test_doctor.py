@@ -312,3 +312,15 @@ def test_coordinator_problems(
     check = report.check("coordinator")
     assert detail in check["detail"], check
     assert fix in check["fix"], check
+
+
+def test_unreadable_ca_file_is_a_finding_not_a_crash(setup: Setup, tmp_path: Path) -> None:
+    setup.extra_toml += (
+        f'\n[[coordinator]]\nurl = "https://127.0.0.1:{free_port()}/"\n'
+        f'ca_file = "{tmp_path / "missing-ca.pem"}"\n'
+    )
+    report = setup.run()
+    assert report.code == 1, report.output
+    check = report.check("coordinator")
+    assert "cannot load ca_file" in check["detail"] and "missing-ca.pem" in check["detail"], check
+    assert "ca_file" in check["fix"], check
