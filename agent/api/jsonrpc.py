@@ -66,14 +66,18 @@ class ReleaseParams(_Params):
 
 def _result(code: Code, message: str, key: str | None, when: float) -> dict[str, Any]:
     """The seven fields, and nothing more: Jackson fails on unknown ones."""
+    millis = int(when * 1000)
+    # isotime and timezone come from the whole second of ``time`` itself: from
+    # the float, isotime rounds to microseconds and could name the next second.
+    second = millis // 1000
     return {
         "status": "OK" if code is Code.OK else "NO",
         "code": int(code),
         "message": message,
         "key": key,
-        "time": int(when * 1000),
-        "timezone": local_offset(when),
-        "isotime": isotime(when),
+        "time": millis,
+        "timezone": local_offset(second),
+        "isotime": isotime(second),
     }
 
 
