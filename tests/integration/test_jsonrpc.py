@@ -120,6 +120,30 @@ def test_same_task_reserving_again_keeps_its_key(jenkins: JsonRpc4jClient, rid: 
     assert second.ok and second.key == first.key and second.time > first.time
 
 
+def test_build_start_reserves_again_then_locks(
+    jenkins: JsonRpc4jClient, pool_agent: AgentProcess, rid: str
+) -> None:
+    # protocol.md, the sequence: "if the reservation is gone on the Jenkins side,
+    # Reserve again; then Lock(key)" -- whether or not it is gone on the agent.
+    first = jenkins.reserve(rid, 3, TASK)
+    again = jenkins.reserve(rid, 3, TASK)  # still live here: same key, new deadline
+    assert again.ok and again.key == first.key
+    locked = jenkins.lock(rid, again.key, BUILD)
+    assert locked.ok and locked.key == first.key
+    assert jenkins.release(rid, locked.key, BUILD).ok
+
+    short = jenkins.reserve(rid, 0.3, TASK)
+    wait_for(
+        lambda: pool_agent.get(f"/api/resources/{rid}")["state"] == "free",
+        timeout=5,
+        what="the reservation to expire",
+    )
+    fresh = jenkins.reserve(rid, 3, TASK)  # gone on both sides: a new key
+    assert fresh.ok and fresh.key != short.key
+    assert jenkins.lock(rid, fresh.key, BUILD).ok
+    assert jenkins.release(rid, fresh.key, BUILD).ok
+
+
 def test_timezone_and_isotime_follow_the_agents_zone(
     agent_factory: Callable[..., AgentProcess],
 ) -> None:
