@@ -17,9 +17,8 @@ class Unreachable(Exception):
 class ApiRefusal(Exception):
     """The agent answered with an error body."""
 
-    def __init__(self, status: int, code: int, message: str) -> None:
+    def __init__(self, code: int, message: str) -> None:
         super().__init__(message)
-        self.status = status
         self.code = code
         self.message = message
 
@@ -70,7 +69,7 @@ class Client:
         """The agent's refusal; an error page without its error body is not the agent."""
         try:
             err = json.loads(exc.read())["error"]
-            return ApiRefusal(exc.code, int(err["code"]), str(err["message"]))
+            return ApiRefusal(int(err["code"]), str(err["message"]))
         except (ValueError, KeyError, TypeError, OSError):
             return Unreachable(
                 f"no agent at {self.url}: HTTP {exc.code} {exc.reason} without an agent's error"

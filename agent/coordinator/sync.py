@@ -55,7 +55,7 @@ log = logging.getLogger(__name__)
 MAX_BATCH = 250
 RETRY_BASE = 0.5  # seconds before the first retry of a transient failure
 SLOW = frozenset({Failure.AUTH, Failure.CONFIG, Failure.NO_NODE})
-FAILING = ("retrying", "failing")
+FAILING = ("retrying", "failing")  # the states that wait for a retry
 
 
 @dataclass
@@ -182,9 +182,7 @@ class CoordinatorSync:
             "pending": len(self._dirty) if self._reconciled else len(self._want),
             "last_success": _iso(self._last_success),
             "last_error": self._last_error,
-            "next_retry": _iso(self._next_retry)
-            if self._state in ("retrying", "failing")
-            else None,
+            "next_retry": _iso(self._next_retry) if self._state in FAILING else None,
             "consecutive_failures": self._failures,
             "requests": self._requests + (self._client.requests if self._client else 0),
         }

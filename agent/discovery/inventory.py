@@ -148,10 +148,6 @@ class Inventory:
         for facts in devices:
             self.adb_changed(facts)
 
-    def adb_facts(self, serial: str) -> AdbFacts | None:
-        """What adb last said of this serial."""
-        return self._adb.get(serial)
-
     # -------------------------------------------------------------- internal
 
     def _unindex(self, old: UsbFacts, serials: set[str], ids: set[str]) -> None:
