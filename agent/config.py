@@ -150,6 +150,14 @@ class CoordinatorSection(_Section):
         return self
 
 
+def check_metadata_name(name: str) -> None:
+    """ValueError unless ``name`` is fit for Jenkins paths and environment names."""
+    if not METADATA_NAME.match(name):
+        raise ValueError(
+            f"metadata name {name!r} must be lower-case letters, digits, '.', '_' or '-'"
+        )
+
+
 class StaticResource(_Section):
     """``[[resource]]``: a resource declared by hand (always present)."""
 
@@ -162,10 +170,7 @@ class StaticResource(_Section):
     @classmethod
     def _check_names(cls, value: dict[str, str]) -> dict[str, str]:
         for name in value:
-            if not METADATA_NAME.match(name):
-                raise ValueError(
-                    f"metadata name {name!r} must be lower-case letters, digits, '.', '_' or '-'"
-                )
+            check_metadata_name(name)
         return value
 
 
@@ -206,10 +211,7 @@ class MatchRule(_Section):
     @classmethod
     def _check_metadata(cls, value: dict[str, str]) -> dict[str, str]:
         for name, template in value.items():
-            if not METADATA_NAME.match(name):
-                raise ValueError(
-                    f"metadata name {name!r} must be lower-case letters, digits, '.', '_' or '-'"
-                )
+            check_metadata_name(name)
             template_fields(template)
         return value
 
