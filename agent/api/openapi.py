@@ -10,15 +10,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from agent.api.jsonrpc import METHODS
 from agent.model import Code, EventType, HoldKind, Kind
+from agent.registry import MAX_SECONDS
 
-MAX_SECONDS = 7 * 24 * 3600
-
-JSONRPC_METHODS = (
-    "ResourceMonitor.Resources.Reserve",
-    "ResourceMonitor.Resources.Lock",
-    "ResourceMonitor.Resources.Release",
-)
+JSONRPC_METHODS = tuple(METHODS)
 STATES = ("free", "reserved", "locked", "disabled", "absent", "unhealthy")
 END_REASONS = ("released", "forced", "reservation expired", "lease expired")
 COORDINATOR_STATES = ("starting", "reconciling", "syncing", "in sync", "retrying", "failing")
@@ -62,7 +58,7 @@ def _object(
 
 
 TIME = {"type": "string", "format": "date-time", "description": "ISO 8601 with the UTC offset"}
-SECONDS = {"type": "number", "exclusiveMinimum": 0, "maximum": MAX_SECONDS}
+SECONDS = {"type": "number", "exclusiveMinimum": 0, "maximum": int(MAX_SECONDS)}
 CODE_TABLE = "; ".join(f"{int(c)} {c.name}" for c in Code)
 
 
