@@ -32,6 +32,7 @@ import threading
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -266,11 +267,15 @@ def _stash(who: str, kind: str, key: str | None = None, lease_ms: int | None = N
     out: dict[str, Any] = {"stashed-by": who, "type": kind}
     if key is not None:
         out["key"] = key
-    out["lease"] = (
-        None
-        if lease_ms is None
-        else {"server-time": {"millis": lease_ms, "time-zone": "GMT"}, "slave-iso-time": ""}
-    )
+    if lease_ms is None:
+        out["lease"] = None
+        return out
+    # As Jenkins keeps what the agent answered: the instant, and the agent's ISO 8601 text.
+    iso = datetime.fromtimestamp(lease_ms // 1000, UTC).astimezone(timezone(timedelta(hours=1)))
+    out["lease"] = {
+        "server-time": {"millis": lease_ms, "time-zone": "GMT+01:00"},
+        "slave-iso-time": iso.isoformat(timespec="seconds"),
+    }
     return out
 
 

@@ -10,6 +10,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Iterator
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -252,7 +253,12 @@ def test_get_shape_and_outages(server: JenkinsServer) -> None:
     [res] = body[0]["children"]
     assert res["metadata-type"] == "external-resource" and res["description"] == "d"
     assert res["reserved"] is None and res["locked"]["type"] == "INTERNAL"
-    assert set(res["locked"]["lease"]) == {"server-time", "slave-iso-time"}
+    lease = res["locked"]["lease"]
+    assert set(lease) == {"server-time", "slave-iso-time"}
+    assert set(lease["server-time"]) == {"millis", "time-zone"}
+    iso = datetime.fromisoformat(lease["slave-iso-time"])  # ISO 8601 with offset, same instant
+    assert iso.utcoffset() is not None
+    assert int(iso.timestamp()) == lease["server-time"]["millis"] // 1000
     assert call(server, "metadata-httpcli/get", {"node": "x"}, method="GET")[0] == 404
     jenkins.outage.errors = True
     status, body = call(server, "metadata-httpcli/get", {"node": NODE}, method="GET")
