@@ -24,7 +24,6 @@ import urllib.request
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
 from urllib.parse import quote
 
 from agent.config import (
@@ -39,7 +38,8 @@ from agent.config import (
 )
 from agent.credentials import CredentialError, read_token
 from agent.discovery.adb_host import parse_device_list
-from agent.discovery.match import DeviceInfo, classify, needs_ancestors
+from agent.discovery.match import classify, needs_ancestors
+from agent.discovery.udev import device_info
 
 AGENT_USER = "resource-agent"
 DEVICE_GROUP = "plugdev"
@@ -280,25 +280,14 @@ def matched_devices(settings: Settings) -> Iterable[tuple[str, str | None]]:
 
     ancestors = needs_ancestors(settings.match)
     for device in pyudev.Context().list_devices(subsystem="usb", DEVTYPE="usb_device"):
-        up = [_info(a) for a in device.ancestors] if ancestors else []
-        info = _info(device)
-        if classify(DeviceInfo(info.properties, info.attributes, up), settings.match) is None:
+        info = device_info(device, ancestors)
+        if classify(info, settings.match) is None:
             continue
         props = info.properties
         what = " ".join(p for p in (props.get("ID_VENDOR"), props.get("ID_MODEL")) if p)
         serial = props.get("ID_SERIAL_SHORT")
         label = f"usb {device.sys_name} ({what or 'USB device'}{', ' + serial if serial else ''})"
         yield label, props.get("DEVNAME")
-
-
-def _info(device: Any) -> DeviceInfo:
-    attrs: dict[str, str] = {}
-    for attr in device.attributes.available_attributes:
-        try:
-            attrs[attr] = device.attributes.asstring(attr)
-        except (KeyError, OSError, UnicodeDecodeError):
-            continue
-    return DeviceInfo(dict(device.properties), attrs)
 
 
 def _check_node(label: str, devnode: str | None, user: AgentUser) -> Check:

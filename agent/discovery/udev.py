@@ -160,7 +160,8 @@ class _Attributes(Mapping[str, str]):
         return len(list(self._attrs.available_attributes))
 
 
-def _info(device: Any, ancestors: bool) -> DeviceInfo:
+def device_info(device: Any, ancestors: bool) -> DeviceInfo:
+    """What the match rules see of a pyudev device (its ancestors too if asked)."""
     up = (
         [DeviceInfo(dict(a.properties), _Attributes(a)) for a in device.ancestors]
         if ancestors
@@ -257,7 +258,7 @@ class UdevSource:
     def _read(self, device: Any) -> Seen | None:
         """The device as kept, or None if no rule takes it (or it went away)."""
         try:
-            info = _info(device, self._ancestors)
+            info = device_info(device, self._ancestors)
             verdict = classify(info, self._rules)
             if verdict is None:
                 return None
