@@ -293,22 +293,22 @@ class Store:
             # with a lone surrogate, an int over 64 bits) raises others, and
             # the writer thread must outlive any one bad change.
             if len(batch) == 1:
-                log.error("committing to %s failed: %s", self.path, exc)
-                results = [(batch[0][1], None, StoreError(f"commit failed: {exc}"))]
+                results = [self._failed(batch[0], exc)]
             else:
                 # Find the culprit: each item alone, so only a bad one fails.
-                results = []
-                for item in batch:
-                    self._commit_alone(item, results)
+                results = [r for item in batch for r in self._commit_alone(item)]
         assert self._loop is not None
         self._loop.call_soon_threadsafe(_resolve_all, results)
 
-    def _commit_alone(self, item: tuple[Any, asyncio.Future[Any]], results: list[Any]) -> None:
+    def _commit_alone(self, item: tuple[Any, asyncio.Future[Any]]) -> list[Any]:
         try:
-            results.extend(self._transaction([item]))
+            return self._transaction([item])
         except Exception as exc:
-            log.error("committing to %s failed: %s", self.path, exc)
-            results.append((item[1], None, StoreError(f"commit failed: {exc}")))
+            return [self._failed(item, exc)]
+
+    def _failed(self, item: tuple[Any, asyncio.Future[Any]], exc: Exception) -> tuple[Any, ...]:
+        log.error("committing to %s failed: %s", self.path, exc)
+        return (item[1], None, StoreError(f"commit failed: {exc}"))
 
     def _transaction(self, batch: list[tuple[Any, asyncio.Future[Any]]]) -> list[Any]:
         conn = self._conn
