@@ -344,6 +344,16 @@ class RegistryMachine(RuleBasedStateMachine):
 
         self.run(rid, expect, lambda: self.reg.renew(rid, key, seconds))
 
+    @rule(rid=st.sampled_from(RIDS), times=st.integers(1, 80))
+    def renew_often(self, rid: str, times: int) -> None:
+        """Churn the deadline index (it is rebuilt after about 70 changes)."""
+        for _ in range(times):
+            m = self.model[rid]
+            if m.hold is None or m.hold.duration is None:
+                return
+            self.now += 0.01  # a new deadline each time
+            self.renew(rid, LIVE, None)
+
     # Enabling and describing weigh more than disabling and vanishing, so
     # resources are usually holdable and the hold rules get exercised.
     @rule(rid=RID, reason=st.sampled_from([None, None, "", "broken"]))
