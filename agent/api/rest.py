@@ -49,15 +49,14 @@ class ApiError(Exception):
         super().__init__(message)
         self.code = code
         self.message = message
-        self.status = status or STATUS.get(code, CONFLICT)
+        self.status = status
 
 
 def error_response(code: Code, message: str, status: int | None = None) -> web.Response:
-    """The JSON error body every /api/ error uses."""
-    err = ApiError(code, message, status)
+    """The JSON error body every /api/ error uses; the status follows from the code."""
     return web.json_response(
-        {"error": {"code": int(err.code), "message": err.message}},
-        status=err.status,
+        {"error": {"code": int(code), "message": message}},
+        status=status or STATUS.get(code, CONFLICT),
         dumps=dumps,
     )
 
@@ -119,13 +118,21 @@ def _holder(request: web.Request, who: str | None) -> Holder:
     return Holder(request.app[IDENTITY], who or f"api@{request.remote or 'unknown'}")
 
 
+def _when(epoch: float | None) -> str | None:
+    return isotime(epoch) if epoch is not None else None
+
+
+def _holder_json(holder: Holder) -> dict[str, str]:
+    return {"id": holder.id, "url": holder.url}
+
+
 def hold_json(hold: Hold, with_key: bool = False) -> dict[str, Any]:
     """A hold as the API shows it; the key only to its taker."""
     out: dict[str, Any] = {
         "kind": hold.kind.value,
-        "holder": {"id": hold.holder.id, "url": hold.holder.url},
+        "holder": _holder_json(hold.holder),
         "since": isotime(hold.since),
-        "expires": isotime(hold.expires) if hold.expires is not None else None,
+        "expires": _when(hold.expires),
     }
     if with_key:
         out["key"] = hold.key
@@ -152,16 +159,12 @@ def resource_json(res: Resource) -> dict[str, Any]:
 
 def history_json(entry: HistoryEntry) -> dict[str, Any]:
     """One past or current hold."""
-
-    def when(t: float | None) -> str | None:
-        return isotime(t) if t is not None else None
-
     return {
         "kind": entry.kind,
-        "holder": {"id": entry.holder.id, "url": entry.holder.url},
-        "reserved_at": when(entry.reserved_at),
-        "locked_at": when(entry.locked_at),
-        "ended_at": when(entry.ended_at),
+        "holder": _holder_json(entry.holder),
+        "reserved_at": _when(entry.reserved_at),
+        "locked_at": _when(entry.locked_at),
+        "ended_at": _when(entry.ended_at),
         "end_reason": entry.end_reason,
     }
 
