@@ -139,8 +139,15 @@ class CoordinatorSection(_Section):
     @classmethod
     def _check_url(cls, value: str) -> str:
         parts = urlsplit(value)
-        if parts.scheme not in ("http", "https") or not parts.netloc:
+        if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError(f"expected an http(s) URL of a Jenkins root, got {value!r}")
+        try:
+            parts.port  # noqa: B018 -- parsing it is the check
+        except ValueError as exc:
+            raise ValueError(f"{value!r}: {exc}") from exc
+        if parts.query or parts.fragment:
+            # Paths are appended to the root; a query or fragment would end up inside them.
+            raise ValueError(f"a Jenkins root URL has no query or fragment, got {value!r}")
         return value if value.endswith("/") else value + "/"
 
     @model_validator(mode="after")

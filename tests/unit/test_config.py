@@ -213,6 +213,20 @@ def test_settings_are_frozen() -> None:
         ("[[coordinator]]\nurl = 'ftp://j/'\n", "coordinator[0].url: expected an http(s) URL"),
         ("[[coordinator]]\nurl = 'jenkins:8080'\n", "coordinator[0].url: expected an http(s) URL"),
         ("[[coordinator]]\nurl = 'http://'\n", "coordinator[0].url: expected an http(s) URL"),
+        ("[[coordinator]]\nurl = 'http://:8080/'\n", "coordinator[0].url: expected an http(s)"),
+        (
+            "[[coordinator]]\nurl = 'http://j:port/'\n",
+            "coordinator[0].url: 'http://j:port/': Port could not be cast to integer",
+        ),
+        (
+            "[[coordinator]]\nurl = 'http://j:99999/'\n",
+            "coordinator[0].url: 'http://j:99999/': Port",
+        ),
+        (
+            "[[coordinator]]\nurl = 'http://j/?token=x'\n",
+            "coordinator[0].url: a Jenkins root URL has no query or fragment",
+        ),
+        ("[[coordinator]]\nurl = 'http://j/#top'\n", "coordinator[0].url: a Jenkins root URL has"),
         ("[[coordinator]]\nnode = 'x'\n", "coordinator[0].url: Field required"),
         (
             "[[coordinator]]\nurl = 'http://j/'\nuser = 'me'\n",
