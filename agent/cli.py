@@ -111,7 +111,12 @@ def _run(url: str, call: Callable[[Client], Any], show: Callable[[Any], None]) -
     except ApiRefusal as exc:
         click.echo(f"refused ({exc.code}): {exc.message}", err=True)
         sys.exit(EXIT_REFUSED)
-    show(result)
+    try:
+        show(result)
+    except (KeyError, TypeError, IndexError) as exc:
+        # JSON, but not the agent's: another service answers at that URL.
+        click.echo(f"resource-agent: no agent at {url}: the answer lacks {exc}", err=True)
+        sys.exit(EXIT_UNREACHABLE)
 
 
 def _holder_name() -> str:

@@ -209,6 +209,40 @@ def test_something_else_at_the_url_exits_3(not_an_agent: str, ssh_like: str) -> 
         assert "Traceback" not in run.err
 
 
+class _OtherJsonService(http.server.BaseHTTPRequestHandler):
+    """Some other JSON API: a JSON object, but none of the agent's fields."""
+
+    def _answer(self) -> None:
+        self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        body = b'{"name": "some other service"}'
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    do_GET = do_POST = _answer
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+def test_other_json_service_at_the_url_exits_3() -> None:
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _OtherJsonService)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    url = f"http://127.0.0.1:{server.server_address[1]}"
+    try:
+        for args in (("list",), ("status",), ("reserve", "r"), ("enable", "r")):
+            run = cli(*args, url=url)
+            assert run.code == 3, run
+            assert run.err.startswith(f"resource-agent: no agent at {url}: "), run.err
+            assert "Traceback" not in run.err
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
 def test_url_option_beats_the_environment(pool_agent: AgentProcess) -> None:
     run = cli("list", "--json", "--url", pool_agent.url, url="http://127.0.0.1:1")
     assert run.code == 0 and "resources" in json.loads(run.out)
