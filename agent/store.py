@@ -213,6 +213,7 @@ class Store:
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._closed = False
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             self._conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
@@ -258,6 +259,7 @@ class Store:
 
     async def close(self) -> None:
         """Commit what is queued, stop the writer and close the database."""
+        self._closed = True
         if self._thread is not None:
             self._queue.put(_STOP)
             await asyncio.to_thread(self._thread.join)
@@ -267,7 +269,11 @@ class Store:
     def _submit(self, item: Any) -> asyncio.Future[Any]:
         assert self._loop is not None, "Store.start() was not called"
         future: asyncio.Future[Any] = self._loop.create_future()
-        self._queue.put((item, future))
+        if self._closed:
+            # Nobody would ever take it from the queue: fail now, not hang.
+            future.set_exception(StoreError(f"the state database {self.path} is closed"))
+        else:
+            self._queue.put((item, future))
         return future
 
     def _run(self) -> None:

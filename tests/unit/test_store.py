@@ -433,3 +433,21 @@ def test_write_order_within_one_event_list(tmp_path: Path) -> None:
     (p1,) = reopen(path, clock)
     assert p1.hold is None
     assert p1.disabled_reason == "x"
+
+
+def test_write_after_close_fails_instead_of_hanging(tmp_path: Path) -> None:
+    clock = FakeClock()
+    reg, events = registry(clock, "p1")
+
+    async def scenario() -> None:
+        store = await started(tmp_path / "state.db", clock)
+        queued = store.write(events)
+        await store.close()
+        assert queued.done()
+        assert queued.exception() is None
+        with pytest.raises(StoreError, match=r"state\.db is closed"):
+            await asyncio.wait_for(store.write(reg.disable("p1")), 10)
+        with pytest.raises(StoreError, match="is closed"):
+            await asyncio.wait_for(store.history("p1"), 10)
+
+    run(scenario())
