@@ -9,6 +9,7 @@ same request the coordinator sync starts with).
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import errno
 import grp
@@ -37,7 +38,7 @@ from agent.config import (
     resolve_state_dir,
 )
 from agent.credentials import CredentialError, read_token
-from agent.discovery.adb_host import parse_device_list
+from agent.discovery.adb_host import AdbHost, AdbHostError
 from agent.discovery.match import classify, needs_ancestors
 from agent.discovery.udev import device_info
 
@@ -329,32 +330,9 @@ def _user_name(uid: int) -> str:
 # ------------------------------------------------------------------------ adb
 
 
-class AdbProtocolError(Exception):
-    """The adb server answered something that is not its protocol."""
-
-
-def adb_request(host: str, port: int, request: str) -> str:
-    """One host request to the adb server (``host:version``...); its answer text."""
-    with socket.create_connection((host, port), timeout=ADB_TIMEOUT) as sock:
-        sock.sendall(f"{len(request):04x}{request}".encode())
-        status = _recv_exact(sock, 4)
-        length = int(_recv_exact(sock, 4), 16)
-        text = _recv_exact(sock, length).decode(errors="replace")
-    if status == b"FAIL":
-        raise AdbProtocolError(f"the server refused {request}: {text}")
-    if status != b"OKAY":
-        raise AdbProtocolError(f"not an adb server answer: {status!r}")
-    return text
-
-
-def _recv_exact(sock: socket.socket, size: int) -> bytes:
-    data = b""
-    while len(data) < size:
-        chunk = sock.recv(size - len(data))
-        if not chunk:
-            raise AdbProtocolError("the connection closed mid-answer")
-        data += chunk
-    return data
+async def _ask_adb(host: str, port: int) -> tuple[int, list[tuple[str, str]]]:
+    adb = AdbHost(host, port)
+    return await adb.version(ADB_TIMEOUT), await adb.devices(ADB_TIMEOUT)
 
 
 def check_adb(settings: Settings) -> list[Check]:
@@ -370,14 +348,18 @@ def check_adb(settings: Settings) -> list[Check]:
         "or set [adb] server to where yours runs"
     )
     try:
-        version = int(adb_request(host, port, "host:version"), 16)
-        listing = adb_request(host, port, "host:devices")
-    except (OSError, ValueError) as exc:
-        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        version, devices = asyncio.run(_ask_adb(host, port))
+    except TimeoutError:
+        return [failed(name, f"no adb server at {server}: no answer in time", start)]
+    except OSError as exc:
+        # asyncio's strerror is "Connect call failed (...)"; the errno's words say more.
+        reason = os.strerror(exc.errno) if exc.errno else str(exc)
         return [failed(name, f"no adb server at {server}: {reason}", start)]
-    except AdbProtocolError as exc:
-        return [failed(name, f"{server}: {exc}", f"check that {server} is an adb server; {start}")]
-    devices = parse_device_list(listing)
+    except (AdbHostError, EOFError) as exc:
+        problem = "the connection closed mid-answer" if isinstance(exc, EOFError) else exc
+        return [
+            failed(name, f"{server}: {problem}", f"check that {server} is an adb server; {start}")
+        ]
     results = [passed(name, f"adb server 1.0.{version} at {server}, {len(devices)} device(s)")]
     for serial, state in devices:
         if state == "unauthorized":

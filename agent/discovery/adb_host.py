@@ -80,14 +80,16 @@ class AdbHost:
 
     async def devices(self, timeout: float) -> list[tuple[str, str]]:
         """The device list now (``host:devices``), once."""
-        async with asyncio.timeout(timeout):
-            reader, writer = await self._connect()
-            try:
-                await _request(reader, writer, "host:devices")
-                frame = await _read_frame(reader, "the device list")
-                return parse_device_list(frame.decode("utf-8", errors="replace"))
-            finally:
-                writer.close()
+        frame = await self._query("host:devices", "the device list", timeout)
+        return parse_device_list(frame.decode("utf-8", errors="replace"))
+
+    async def version(self, timeout: float) -> int:
+        """The server's protocol version (``host:version``; 41 is adb 1.0.41)."""
+        frame = await self._query("host:version", "the version", timeout)
+        try:
+            return int(frame, 16)
+        except ValueError as exc:
+            raise AdbHostError(f"the adb server answered the version {frame[:40]!r}") from exc
 
     async def shell(self, serial: str, command: str, timeout: float) -> str:
         """Run ``command`` on the device; its output (UTF-8, errors replaced)."""
@@ -102,6 +104,16 @@ class AdbHost:
                     if len(output) > MAX_OUTPUT:
                         raise AdbHostError(f"{command!r} printed more than {MAX_OUTPUT} bytes")
                 return output.decode("utf-8", errors="replace")
+            finally:
+                writer.close()
+
+    async def _query(self, request: str, what: str, timeout: float) -> bytes:
+        """One request on a connection of its own; the framed answer."""
+        async with asyncio.timeout(timeout):
+            reader, writer = await self._connect()
+            try:
+                await _request(reader, writer, request)
+                return await _read_frame(reader, what)
             finally:
                 writer.close()
 
