@@ -384,11 +384,20 @@ class CoordinatorSync:
 
     def _end_command(self, rid: str, belief: Belief) -> Command:
         ended = self._ended.get(rid)
-        if ended is not None and belief.holder == ended.hold.holder:
-            if ended.reason == "reservation expired" and belief.hold is HoldKind.RESERVED:
+        if ended is not None and belief.holder is not None:
+            if (
+                belief.holder == ended.hold.holder
+                and ended.reason == "reservation expired"
+                and belief.hold is HoldKind.RESERVED
+            ):
                 return Command("expireReservation", {}, clears=True)
-            if ended.reason == "released":
-                # The holder released it: its own Jenkins ignores this, the others clear it.
+            # The holder released it: its own Jenkins ignores this, the others clear it.
+            # The same system, not the same holder: Jenkins reserves as the task and
+            # locks as the build, and a lock and release in one batch leave this
+            # coordinator believing in the reservation. That Jenkins keeps its own
+            # copy itself; clearing it on the agent's authority could wipe the next
+            # reservation it has just taken.
+            if ended.reason == "released" and belief.holder.id == ended.hold.holder.id:
                 info = client_info(ended.hold.holder)
                 return Command("releaseResource", {"clientInfo": info}, clears=True)
         # Forced, lease expired, or a hold only Jenkins believed in: the agent
