@@ -226,8 +226,12 @@ class Store:
 
     def load(self) -> list[Resource]:
         """Every stored resource with its hold. Call before ``start``."""
-        rows = self._conn.execute("SELECT * FROM resources ORDER BY id").fetchall()
-        return [_row_resource(r) for r in rows]
+        try:
+            rows = self._conn.execute("SELECT * FROM resources ORDER BY id").fetchall()
+            return [_row_resource(r) for r in rows]
+        except (sqlite3.Error, ValueError, TypeError) as exc:
+            # A damaged file, or one written by a newer agent (a kind this one lacks).
+            raise StoreError(f"cannot read the state database {self.path}: {exc}") from exc
 
     def start(self) -> None:
         """Start the writer thread; futures resolve on the running loop."""

@@ -77,6 +77,28 @@ def test_unusable_path_is_store_error(tmp_path: Path) -> None:
         Store(tmp_path / "junk.db", FakeClock())
 
 
+def test_unreadable_row_is_store_error(tmp_path: Path) -> None:
+    """A row this agent cannot read (a newer agent's kind) is named, not a traceback."""
+    clock = FakeClock()
+    path = tmp_path / "state.db"
+    _, events = registry(clock, "p1")
+
+    async def scenario() -> None:
+        store = await started(path, clock)
+        await store.write(events)
+        await store.close()
+
+    run(scenario())
+    conn = sqlite3.connect(path)
+    with conn:
+        conn.execute("UPDATE resources SET kind='fridge'")
+    conn.close()
+    store = Store(path, clock)
+    with pytest.raises(StoreError, match=r"cannot read the state database .*state\.db: 'fridge'"):
+        store.load()
+    run(store.close())
+
+
 def test_hold_survives_restart(tmp_path: Path) -> None:
     clock = FakeClock()
     path = tmp_path / "state.db"
