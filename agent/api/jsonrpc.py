@@ -91,6 +91,14 @@ async def _reserve(authority: Authority, p: ReserveParams) -> dict[str, Any]:
 
 
 async def _lock(authority: Authority, p: LockParams) -> dict[str, Any]:
+    # Jenkins' Lock turns a reservation into a lock; locking a free resource
+    # without a key is for people (REST), not a short cut around Reserve. No
+    # await between this look and the lock, so nothing can slip in.
+    if p.key is None and authority.registry.get(p.resource).hold is None:
+        raise Refused(
+            Code.WRONG_KEY,
+            f"resource {p.resource} is not reserved: Lock needs the key of a reservation",
+        )
     hold = await authority.lock(p.resource, p.key, p.clientInfo.holder())
     return _hold_result(hold, f"locked {p.resource}")
 

@@ -358,8 +358,15 @@ def test_release_without_key_is_invalid_params(pool_agent: AgentProcess) -> None
     assert err.code == INVALID_PARAMS and "key" in str(err.data)
 
 
-def test_null_key_is_a_refusal(jenkins: JsonRpc4jClient, rid: str) -> None:
+def test_null_key_is_a_refusal(
+    jenkins: JsonRpc4jClient, pool_agent: AgentProcess, rid: str
+) -> None:
     assert jenkins.release(rid, None, BUILD).code == Code.NOT_HELD
+    # Lock turns a reservation into a lock: without a key there is none to turn.
+    free = jenkins.lock(rid, None, BUILD)
+    assert (free.status, free.code) == ("NO", Code.WRONG_KEY) and "not reserved" in free.message
+    assert pool_agent.get(f"/api/resources/{rid}")["state"] == "free"
+    assert jenkins.lock("no-such-phone", None, BUILD).code == Code.UNKNOWN_RESOURCE
     key = jenkins.reserve(rid, 3, TASK).key
     assert jenkins.lock(rid, None, BUILD).code == Code.HELD
     assert jenkins.release(rid, None, BUILD).code == Code.HELD
