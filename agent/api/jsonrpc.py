@@ -42,22 +42,29 @@ class ClientInfo(_Params):
     url: str | None = None
 
     def holder(self) -> Holder:
+        """As the registry keeps it (a missing url is empty)."""
         return Holder(self.id, self.url or "")
 
 
 class ReserveParams(_Params):
+    """``Reserve``: the resource, for how many seconds, and for whom."""
+
     resource: str
     timeout: float
     clientInfo: ClientInfo
 
 
 class LockParams(_Params):
+    """``Lock``: the resource, its reservation's key, and who locks it."""
+
     resource: str
     key: str | None = None
     clientInfo: ClientInfo
 
 
 class ReleaseParams(_Params):
+    """``Release``: the resource and the key of its hold."""
+
     resource: str
     # Required, but null is a refusal (Jenkins lost the key), like Lock's.
     key: str | None
