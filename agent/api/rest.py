@@ -66,32 +66,42 @@ class _Body(BaseModel):
 
 
 class ReserveBody(_Body):
+    """``reserve``: seconds until the reservation lapses; who holds it (a person, a script)."""
+
     timeout: float = Field(default=300.0)
     holder: str | None = None
 
 
 class LockBody(_Body):
+    """``lock``: the reservation's key (none: lock a free resource), an optional lease."""
+
     key: str | None = None
     lease: float | None = None
     holder: str | None = None
 
 
 class ReleaseBody(_Body):
+    """``release``: the hold's key, or ``force`` to end anyone's hold."""
+
     key: str | None = None
     force: bool = False
 
 
 class RenewBody(_Body):
+    """``renew``: the hold's key and, optionally, a new length in seconds."""
+
     key: str
     lease: float | None = None
 
 
 class DisableBody(_Body):
+    """``disable``: why, for the people who will wonder."""
+
     reason: str = ""
 
 
 class EmptyBody(_Body):
-    pass
+    """``enable``: no fields; anything sent is refused as unknown."""
 
 
 B = TypeVar("B", bound=_Body)
