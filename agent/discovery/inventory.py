@@ -69,6 +69,15 @@ class AdbFacts:
     metadata: Mapping[str, str] = field(default_factory=dict)
 
 
+def _text(value: str) -> str:
+    """Text that can be stored and sent: bytes a device sent undecodable become '?'.
+
+    pyudev and sysfs hand such bytes over as lone surrogates, which neither
+    SQLite nor JSON accept; one cheap phone must not stop the agent.
+    """
+    return value.encode("utf-8", "replace").decode("utf-8")
+
+
 def port_id(port: str) -> str:
     """The id of a device known only by its physical port."""
     return "usb-" + port
@@ -219,10 +228,10 @@ class Inventory:
         description = usb.description if usb and usb.description else name
         desc = Description(
             id=resource_id,
-            name=name,
+            name=_text(name),
             kind=usb.kind if usb else Kind.ANDROID,
-            description=description,
-            metadata=metadata,
+            description=_text(description),
+            metadata={_text(k): _text(v) for k, v in metadata.items()},
         )
         return desc, health
 

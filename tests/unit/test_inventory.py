@@ -151,3 +151,19 @@ def test_storm_reports_each_device_once(sink: Sink) -> None:
     described = [c for c in sink.calls if c[0] == "describe"]
     assert len(described) == 100
     assert len(sink.shown) == 100
+
+
+def test_undecodable_device_strings_are_made_safe(sink: Sink) -> None:
+    inv = Inventory(sink, adb_enabled=False)
+    # What pyudev hands over for a product string with an invalid UTF-8 byte.
+    odd = UsbFacts(
+        "/sys/a", "ABC", "pci-1", Kind.ANDROID, "Pix\udcffel", "on \udcfe", {"product": "P\udcff"}
+    )
+    inv.usb_changed([odd])
+    desc = sink.shown["ABC"]
+    assert (desc.name, desc.description, dict(desc.metadata)) == (
+        "Pix?el",
+        "on ?",
+        {"product": "P?"},
+    )
+    desc.name.encode("utf-8")  # strict: must not raise
