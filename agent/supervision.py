@@ -13,12 +13,12 @@ import asyncio
 import contextlib
 from collections.abc import Callable, Iterable, Sequence
 
+from agent.coordinator.sync import HEALTHY
 from agent.events import EventBus
 from agent.model import Event, HoldKind, Resource
 from agent.notify import Notifier
 
 REFRESH = 2.0  # seconds between status recomputations for coordinator health
-HEALTHY_SYNC = frozenset({"in sync", "syncing"})  # CoordinatorSync states that are fine
 
 
 def status_line(resources: Iterable[Resource], coordinators: Sequence[str]) -> str:
@@ -50,7 +50,7 @@ def status_line(resources: Iterable[Resource], coordinators: Sequence[str]) -> s
 def _coordinators_part(states: Sequence[str]) -> str:
     if not states:
         return "no coordinators"
-    ok = sum(state in HEALTHY_SYNC for state in states)
+    ok = sum(state in HEALTHY for state in states)
     noun = "coordinator" if len(states) == 1 else "coordinators"
     return f"{ok} {noun} ok" if ok == len(states) else f"{ok} of {len(states)} {noun} ok"
 

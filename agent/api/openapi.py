@@ -11,13 +11,14 @@ from __future__ import annotations
 from typing import Any
 
 from agent.api.jsonrpc import METHODS
+from agent.coordinator.sync import SyncState
 from agent.model import Code, EventType, HoldKind, Kind
 from agent.registry import MAX_SECONDS
 
 JSONRPC_METHODS = tuple(METHODS)
 STATES = ("free", "reserved", "locked", "disabled", "absent", "unhealthy")
 END_REASONS = ("released", "forced", "reservation expired", "lease expired")
-COORDINATOR_STATES = ("starting", "reconciling", "syncing", "in sync", "retrying", "failing")
+COORDINATOR_STATES = tuple(s.value for s in SyncState)
 COORDINATOR_FAILURES = ("unreachable", "server", "auth", "config", "no-node", "no-resource",
                         "rejected", "internal")  # fmt: skip
 

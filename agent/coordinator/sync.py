@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import enum
 import json
 import logging
 import random
@@ -55,7 +56,21 @@ log = logging.getLogger(__name__)
 MAX_BATCH = 250
 RETRY_BASE = 0.5  # seconds before the first retry of a transient failure
 SLOW = frozenset({Failure.AUTH, Failure.CONFIG, Failure.NO_NODE})
-FAILING = ("retrying", "failing")  # the states that wait for a retry
+
+
+class SyncState(enum.StrEnum):
+    """Where one coordinator's sync is, as ``GET /api/coordinators`` reports it."""
+
+    STARTING = "starting"
+    RECONCILING = "reconciling"  # reading what Jenkins has
+    SYNCING = "syncing"
+    IN_SYNC = "in sync"
+    RETRYING = "retrying"  # a transient failure, retried with backoff
+    FAILING = "failing"  # a configuration problem, retried slowly
+
+
+WAITING = frozenset({SyncState.RETRYING, SyncState.FAILING})  # a retry is due
+HEALTHY = frozenset({SyncState.IN_SYNC, SyncState.SYNCING})
 
 
 @dataclass
@@ -133,7 +148,7 @@ class CoordinatorSync:
         self._unsubscribe: Callable[[], None] | None = None
         self._client: JenkinsClient | None = None
         self._failures = 0
-        self._state = "starting"
+        self._state = SyncState.STARTING
         self._last_success: float | None = None
         self._last_error: dict[str, Any] | None = None
         self._next_retry: float | None = None
@@ -182,7 +197,7 @@ class CoordinatorSync:
             "pending": len(self._dirty) if self._reconciled else len(self._want),
             "last_success": _iso(self._last_success),
             "last_error": self._last_error,
-            "next_retry": _iso(self._next_retry) if self._state in FAILING else None,
+            "next_retry": _iso(self._next_retry) if self._state in WAITING else None,
             "consecutive_failures": self._failures,
             "requests": self._requests + (self._client.requests if self._client else 0),
         }
@@ -193,12 +208,12 @@ class CoordinatorSync:
         window = self.section.batch_window
         while True:
             if self._reconciled and not self._dirty:
-                self._state = "in sync"
+                self._state = SyncState.IN_SYNC
                 self._wake.clear()
                 await self._wake.wait()
                 # Let the rest of a burst arrive, so it goes out as one update.
                 await asyncio.sleep(window)
-            self._state = "syncing" if self._reconciled else self._state
+            self._state = SyncState.SYNCING if self._reconciled else self._state
             try:
                 client = self._connect()
                 if not self._reconciled:
@@ -228,7 +243,7 @@ class CoordinatorSync:
             self._requests += self._client.requests
             await self._client.close()
             self._client = None
-        self._state = "failing" if slow else "retrying"
+        self._state = SyncState.FAILING if slow else SyncState.RETRYING
         self._next_retry = time.time() + delay
         self._note_error(err)
         level = logging.ERROR if slow or self._failures == 1 else logging.WARNING
@@ -262,7 +277,7 @@ class CoordinatorSync:
 
     async def _reconcile(self, client: JenkinsClient) -> None:
         """Start from what Jenkins really has under the tree."""
-        self._state = "reconciling"
+        self._state = SyncState.RECONCILING
         remote = parse_tree(await client.get_metadata(), self.section.tree)
         self._belief = {}
         for rid, rem in remote.items():
@@ -288,7 +303,7 @@ class CoordinatorSync:
             self.section.tree,
             f"; {len(extra)} unknown to this agent will be disabled" if extra else "",
         )
-        self._state = "syncing"
+        self._state = SyncState.SYNCING
 
     # ---------------------------------------------------------------- flush
 
