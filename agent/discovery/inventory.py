@@ -15,6 +15,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from agent.discovery.match import FASTBOOT_HEALTH
 from agent.model import Description, Kind
 
 log = logging.getLogger(__name__)
@@ -25,7 +26,7 @@ ADB_HEALTH = {
     "offline": "adb reports the phone offline; replug it or restart adb",
     "recovery": "the phone is in recovery mode",
     "sideload": "the phone is in sideload mode",
-    "bootloader": "the phone is in the bootloader (fastboot)",
+    "bootloader": FASTBOOT_HEALTH,  # the same words as udev's fastboot interface
     "authorizing": "adb is still authorizing the phone",
     "connecting": "adb is still connecting to the phone",
     "no permissions": "no permission to open the USB device; check the udev rules",
