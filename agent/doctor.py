@@ -123,18 +123,16 @@ def agent_user(name: str | None = None) -> AgentUser:
 # ---------------------------------------------------------------- the checks
 
 
-def check_config(path: Path | None) -> tuple[Check, Settings | None]:
-    """The config file parses and validates."""
+def check_config(found: Path | None) -> tuple[Check, Settings | None]:
+    """The config file ``find_config`` found (None: none) parses and validates."""
     name = "config"
     try:
-        found = find_config(path)
         settings = load_settings(found)
     except ConfigError as exc:
-        where = path or os.environ.get("RESOURCE_AGENT_CONFIG") or "/etc/resource-agent/agent.toml"
         return failed(
             name,
             str(exc),
-            f"edit {where}: correct the key named above (README.md lists every key and its "
+            f"edit {found}: correct the key named above (README.md lists every key and its "
             "type), then run doctor again",
         ), None
     if found is None:
@@ -504,7 +502,8 @@ def _http_get(
 
 def run(config: Path | None, user_name: str | None = None) -> list[Check]:
     """Every check, in the order an administrator would fix things."""
-    result, settings = check_config(config)
+    found = find_config(config)
+    result, settings = check_config(found)
     checks = [result]
     if settings is None:
         return checks
@@ -515,7 +514,6 @@ def run(config: Path | None, user_name: str | None = None) -> list[Check]:
             *checks,
             failed("user", f"no user {user_name!r}", "create it: make install (systemd-sysusers)"),
         ]
-    found = find_config(config)
     config_dir = found.parent if found is not None else None
     checks.append(check_state_dir(settings, user))
     checks.append(check_port(settings))
