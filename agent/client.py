@@ -61,7 +61,7 @@ class Client:
             raise Unreachable(f"no agent at {self.url}: {reason}") from exc
         try:
             return json.loads(raw)
-        except ValueError as exc:
+        except (ValueError, RecursionError) as exc:  # RecursionError: nested too deeply
             # Something answers there, but not an agent (say, Jenkins on 8080).
             raise Unreachable(f"no agent at {self.url}: the answer is not JSON") from exc
 
@@ -70,7 +70,7 @@ class Client:
         try:
             err = json.loads(exc.read())["error"]
             return ApiRefusal(int(err["code"]), str(err["message"]))
-        except (ValueError, KeyError, TypeError, OSError):
+        except (ValueError, RecursionError, KeyError, TypeError, OSError):
             return Unreachable(
                 f"no agent at {self.url}: HTTP {exc.code} {exc.reason} without an agent's error"
             )

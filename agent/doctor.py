@@ -226,7 +226,7 @@ def _is_agent(host: str, port: int) -> bool:
     try:
         with urllib.request.urlopen(url, timeout=2) as resp:
             body = json.loads(resp.read())
-    except (OSError, ValueError):
+    except (OSError, ValueError, RecursionError):  # RecursionError: nested too deeply
         return False
     return isinstance(body, dict) and body.get("status") == "ok" and "resources" in body
 
@@ -444,7 +444,7 @@ def _judge_metadata(
         )
     try:
         answer = json.loads(body)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: nested too deeply
         answer = None
     if isinstance(answer, dict) and answer.get("errorName") == "ERR_NO_ITEM":
         return failed(

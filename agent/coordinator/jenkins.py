@@ -296,7 +296,7 @@ class JenkinsClient:
             )
         try:
             answer = json.loads(body)
-        except ValueError:
+        except (ValueError, RecursionError):  # RecursionError: nested too deeply
             answer = None
         if isinstance(answer, dict) and answer.get("type") == "error":
             raise self._error(what, status, answer, params)

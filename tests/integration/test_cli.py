@@ -212,14 +212,15 @@ def test_something_else_at_the_url_exits_3(not_an_agent: str, ssh_like: str) -> 
 class _OtherJsonService(http.server.BaseHTTPRequestHandler):
     """Some other JSON API: a JSON object, but none of the agent's fields."""
 
+    body = b'{"name": "some other service"}'
+
     def _answer(self) -> None:
         self.rfile.read(int(self.headers.get("Content-Length") or 0))
-        body = b'{"name": "some other service"}'
         self.send_response(200)
         self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
+        self.send_header("Content-Length", str(len(self.body)))
         self.end_headers()
-        self.wfile.write(body)
+        self.wfile.write(self.body)
 
     do_GET = do_POST = _answer
 
@@ -227,8 +228,17 @@ class _OtherJsonService(http.server.BaseHTTPRequestHandler):
         pass
 
 
-def test_other_json_service_at_the_url_exits_3() -> None:
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _OtherJsonService)
+class _DeepJson(_OtherJsonService):
+    """JSON nested deeper than Python's parser recurses."""
+
+    body = b"[" * 100_000
+
+
+@pytest.mark.parametrize("handler", [_OtherJsonService, _DeepJson])
+def test_other_json_service_at_the_url_exits_3(
+    handler: type[http.server.BaseHTTPRequestHandler],
+) -> None:
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     url = f"http://127.0.0.1:{server.server_address[1]}"

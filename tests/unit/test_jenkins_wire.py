@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import http.server
+import threading
 from collections.abc import Iterator
 
 import pytest
@@ -153,3 +155,37 @@ def test_failures_are_told_apart(server: JenkinsServer) -> None:
                 await c.close()
 
     asyncio.run(scenario())
+
+
+def test_deeply_nested_answer_is_a_server_failure() -> None:
+    """JSON nested past Python's recursion limit is not Jenkins: a SERVER failure."""
+
+    class Deep(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            body = b"[" * 100_000
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, format: str, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Deep)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+
+    async def scenario() -> None:
+        jc = JenkinsClient(f"http://127.0.0.1:{server.server_address[1]}/", NODE, timeout=5.0)
+        try:
+            err = await failure(jc.get_metadata())
+            assert err.kind is Failure.SERVER and "not a Jenkins JSON answer" in err.message
+        finally:
+            await jc.close()
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        server.shutdown()
+        server.server_close()
