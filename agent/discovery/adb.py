@@ -202,7 +202,8 @@ class AdbSource:
         while True:
             connected_at: float | None = None
             try:
-                async with contextlib.aclosing(self._host.track_devices()) as lists:
+                lists = self._host.track_devices(self._read_timeout)
+                async with contextlib.aclosing(lists):
                     async for devices in lists:
                         if not self._connected:
                             self._on_connected()

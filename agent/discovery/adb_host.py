@@ -63,15 +63,21 @@ class AdbHost:
     def __str__(self) -> str:
         return f"{self.host}:{self.port}"
 
-    async def track_devices(self) -> AsyncGenerator[list[tuple[str, str]], None]:
+    async def track_devices(self, timeout: float) -> AsyncGenerator[list[tuple[str, str]], None]:
         """Every device list the server pushes, the current one first.
 
-        Ends by raising: OSError when the connection fails or drops,
+        The server answers and sends the current list at once, so that is
+        bounded by ``timeout``: a wedged server is retried, not waited on
+        forever. Later lists come whenever something changes, unbounded.
+        Ends by raising: OSError when the connection fails, drops or times out,
         AdbHostError when the server refuses or garbles the stream.
         """
         reader, writer = await self._connect()
         try:
-            await _request(reader, writer, "host:track-devices")
+            async with asyncio.timeout(timeout):
+                await _request(reader, writer, "host:track-devices")
+                frame = await _read_frame(reader, "the device list")
+            yield parse_device_list(frame.decode("utf-8", errors="replace"))
             while True:
                 frame = await _read_frame(reader, "the device list")
                 yield parse_device_list(frame.decode("utf-8", errors="replace"))

@@ -263,3 +263,31 @@ def test_garbled_server_is_retried_without_stopping(caplog: pytest.LogCaptureFix
     assert f"lost the server at 127.0.0.1:{port} (bad length b'zzzz' before the device list)" in (
         caplog.text
     )
+
+
+def test_silent_server_is_retried_not_waited_on(caplog: pytest.LogCaptureFixture) -> None:
+    """A server that takes the connection but never answers (wedged) is retried."""
+    connections = 0
+
+    async def scenario() -> int:
+        async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            nonlocal connections
+            connections += 1
+            await reader.read()  # never answers; returns when the source hangs up
+            writer.close()
+
+        server = await asyncio.start_server(silent, "127.0.0.1", 0)
+        port: int = server.sockets[0].getsockname()[1]
+        sink = RegistrySink()
+        async with server:
+            adb = source(sink, f"127.0.0.1:{port}", read_timeout=0.2)
+            await adb.start()
+            try:
+                await until(lambda: connections >= 2, "the source to try again")
+            finally:
+                await adb.stop()
+        return port
+
+    with caplog.at_level(logging.WARNING, logger="agent.discovery.adb"):
+        port = asyncio.run(scenario())
+    assert f"no server at 127.0.0.1:{port} (timed out)" in caplog.text
