@@ -134,7 +134,7 @@ class Daemon:
             ]
         )
         components.append(coordinators)
-        supervision.follow_coordinators(lambda: [s["state"] for s in coordinators.status()])
+        supervision.follow_coordinators(coordinators.states)
         runner = web.AppRunner(
             make_app(authority, identity, coordinators),
             handle_signals=False,

@@ -187,6 +187,11 @@ class CoordinatorSync:
 
     # --------------------------------------------------------------- status
 
+    @property
+    def state(self) -> SyncState:
+        """Where this sync is now."""
+        return self._state
+
     def status(self) -> dict[str, Any]:
         """This coordinator's state for ``GET /api/coordinators``."""
         return {
@@ -476,5 +481,9 @@ class Coordinators:
             await sync.stop()
 
     def status(self) -> list[dict[str, Any]]:
-        """Each coordinator's state."""
+        """Each coordinator's status, for ``GET /api/coordinators``."""
         return [s.status() for s in self.syncs]
+
+    def states(self) -> list[SyncState]:
+        """Each coordinator's state alone (cheap: no status document is built)."""
+        return [s.state for s in self.syncs]
