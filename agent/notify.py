@@ -48,13 +48,16 @@ class Notifier:
 
     def send(self, **fields: str) -> None:
         """Send ``KEY=value`` lines, e.g. ``send(READY="1", STATUS="ok")``."""
+        self._send(fields, 0)
+
+    def _send(self, fields: dict[str, str], flags: int) -> None:
         if self._address is None:
             return
         message = "\n".join(f"{key}={value}" for key, value in fields.items())
         try:
             if self._sock is None:
                 self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)
-            self._sock.sendto(message.encode(), self._address)
+            self._sock.sendto(message.encode(), flags, self._address)
         except OSError as exc:
             # Notifications are advice to the manager; losing one must not stop the agent.
             if not self._warned:
@@ -66,12 +69,14 @@ class Notifier:
         self.send(READY="1", STATUS=status)
 
     def status(self, status: str) -> None:
-        """A one-line status for ``systemctl status``."""
-        self.send(STATUS=status.replace("\n", " "))
+        """A one-line status for ``systemctl status``; dropped if the manager is behind."""
+        # Sent from the event loop after lock answers: a manager whose queue is
+        # full must not stall them (MSG_DONTWAIT), and the next status replaces it.
+        self._send({"STATUS": status.replace("\n", " ")}, socket.MSG_DONTWAIT)
 
     def watchdog(self) -> None:
-        """The event loop is alive."""
-        self.send(WATCHDOG="1")
+        """The event loop is alive; dropped, like a status, if the manager is behind."""
+        self._send({"WATCHDOG": "1"}, socket.MSG_DONTWAIT)
 
     def stopping(self) -> None:
         """Shutdown has begun."""

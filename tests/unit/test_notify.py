@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import threading
 from pathlib import Path
 
 import pytest
@@ -56,3 +57,30 @@ def test_unreachable_manager_warns_once(tmp_path: Path, caplog: pytest.LogCaptur
         "cannot notify the service manager: [Errno 2] No such file or directory"
     ]
     notifier.close()
+
+
+def test_status_and_watchdog_never_wait_for_a_manager_that_is_behind(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A manager that does not read (its queue full) must not stall the event loop."""
+    path = str(tmp_path / "n")
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+        sock.bind(path)
+        notifier = Notifier({"NOTIFY_SOCKET": path})
+        finished = threading.Event()
+
+        def flood() -> None:
+            # Far more than a datagram queue holds (net.unix.max_dgram_qlen).
+            for n in range(5000):
+                notifier.status(f"{n} resources")
+                notifier.watchdog()
+            finished.set()
+
+        with caplog.at_level(logging.WARNING, logger="agent.notify"):
+            thread = threading.Thread(target=flood, daemon=True)
+            thread.start()
+            finished.wait(30)
+            assert finished.is_set(), "a status update waited for the manager"
+        assert "cannot notify the service manager" in caplog.text
+        assert sock.recv(100) == b"STATUS=0 resources"
+        notifier.close()
