@@ -29,10 +29,10 @@ import ssl
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from agent.api.wire import isotime
 from agent.authority import Authority
 from agent.config import CoordinatorSection
 from agent.coordinator.jenkins import (
@@ -115,9 +115,8 @@ class Ending:
 
 
 def _iso(epoch: float | None) -> str | None:
-    if epoch is None:
-        return None
-    return datetime.fromtimestamp(epoch).astimezone().isoformat(timespec="seconds")
+    # status() is the body of GET /api/coordinators: times as the API writes them.
+    return isotime(epoch) if epoch is not None else None
 
 
 class CoordinatorSync:
