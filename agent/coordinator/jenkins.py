@@ -337,7 +337,9 @@ class JenkinsClient:
             return JenkinsError(
                 Failure.REJECTED, f"{what}: {name}: {message}; rejected: {sent}", status
             )
-        return JenkinsError(Failure.SERVER, f"{what}: HTTP {status}: {_excerpt(str(answer))}")
+        return JenkinsError(
+            Failure.SERVER, f"{what}: HTTP {status}: {_excerpt(str(answer))}", status
+        )
 
 
 def _answer(answer: Any) -> Answer:
