@@ -26,7 +26,6 @@ from agent.model import (
     Hold,
     Holder,
     HoldKind,
-    Kind,
     Refused,
     Resource,
 )
@@ -316,12 +315,6 @@ class Registry:
             return events
         events.append(self._put(replace(res, health=reason), EventType.UPDATED))
         return events
-
-    def present_ids(self, kind: Kind | None = None) -> set[str]:
-        """Ids of present resources, optionally of one kind."""
-        return {
-            r.id for r in self._resources.values() if r.present and (kind is None or r.kind is kind)
-        }
 
     # -------------------------------------------------------------------- time
 

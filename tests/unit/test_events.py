@@ -392,7 +392,7 @@ def test_start_applies_deadlines_passed_while_down(tmp_path: Path) -> None:
         assert row is not None
         assert row["hold_key"] is None
         # Nothing is present until a source says so.
-        assert h.registry.present_ids() == set()
+        assert not any(r.present for r in h.registry.resources())
         with pytest.raises(Refused) as info:
             await h.authority.lock("r", key, BUILD)
         assert info.value.code is Code.EXPIRED
