@@ -1,6 +1,6 @@
 """The wire to one Jenkins: the Metadata and External Resource Dispatcher httpcli actions.
 
-This module knows what ``shared/protocol.md`` section 2 says goes over the
+This module knows what docs/jenkins.md says goes over the
 wire: how a resource becomes a metadata document, how a hold becomes a
 ``clientInfo``, and what each answer means. Every failure becomes a
 ``JenkinsError`` whose ``kind`` tells the sync how to react (retry soon, retry

@@ -1,6 +1,6 @@
 """A strict Jenkins test server: the Metadata plugin and the External Resource Dispatcher.
 
-It answers the two httpcli root actions of ``shared/protocol.md`` section 2 the
+It answers the two httpcli root actions of docs/jenkins.md the
 way the plugins do -- merge rules, error codes, HTML 500 pages, the circular
 ``clientInfo`` rule, basic auth and permissions -- and refuses what a real
 Jenkins would choke on. Where the real Jenkins silently ignores something (an

@@ -1,6 +1,6 @@
 """The circular clientInfo rule: a Jenkins' own holds are echoed back to it, and ignored.
 
-shared/protocol.md section 2: the agent forwards every reserve, lock and
+docs/jenkins.md: the agent forwards every reserve, lock and
 release to all coordinators with the ORIGINAL requester's clientInfo, so the
 Jenkins that asked answers "Ignored" and keeps its own copy, and the others
 mark the resource. The agent's real core drives two strict fake Jenkins

@@ -1,7 +1,7 @@
 """The JSON-RPC result's time fields: ``time``, ``timezone`` and ``isotime`` name one instant.
 
 Jenkins builds its lease from ``time`` and ``timezone`` and shows ``isotime``
-(shared/protocol.md section 1), so all three must agree to the second, at
+(docs/api.md), so all three must agree to the second, at
 every instant -- sub-second edges and DST changes included. Checked with the
 jsonrpc4j stand-in's own rules.
 """
