@@ -25,6 +25,14 @@ D        = $(DESTDIR)
 install:
 	@if [ -z "$(DESTDIR)" ] && [ "$$(id -u)" != 0 ]; then \
 	  echo "make install: run as root (sudo make install), or stage with DESTDIR=..." >&2; exit 1; fi
+	@# On the build machine itself: what the agent runs with, from Debian's packages.
+	@if [ -z "$(DESTDIR)" ] && command -v apt-get >/dev/null; then \
+	  missing=""; \
+	  $(PYTHON) -c 'import ensurepip, venv' 2>/dev/null || missing="$$missing python3-venv"; \
+	  command -v adb >/dev/null || missing="$$missing adb"; \
+	  ldconfig -p | grep -q libusb-1.0 || missing="$$missing libusb-1.0-0"; \
+	  if [ -n "$$missing" ]; then echo "installing:$$missing"; apt-get update -qq && \
+	    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; fi; fi
 ifeq ($(INSTALL_VENV),1)
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
 	  { echo "make install: $(PYTHON) is older than 3.11; set PYTHON=python3.11" >&2; exit 1; }
