@@ -55,6 +55,10 @@ log = logging.getLogger(__name__)
 # One metadata update carries at most this many resources.
 MAX_BATCH = 250
 RETRY_BASE = 0.5  # seconds before the first retry of a transient failure
+# A stopping agent gives a healthy coordinator this long to take what is
+# pending (a release just answered, say); an unhealthy one is not waited for,
+# and the next start's reconciliation sends whatever is left.
+DRAIN = 2.0
 SLOW = frozenset({Failure.AUTH, Failure.CONFIG, Failure.NO_NODE})
 
 
@@ -143,6 +147,7 @@ class CoordinatorSync:
         self._dirty: set[str] = set()
         self._reconciled = False
         self._wake = asyncio.Event()
+        self._idle = asyncio.Event()  # set while nothing is pending
         self._task: asyncio.Task[None] | None = None
         self._unsubscribe: Callable[[], None] | None = None
         self._client: JenkinsClient | None = None
@@ -163,11 +168,14 @@ class CoordinatorSync:
         self._task = asyncio.create_task(self._run(), name=f"coordinator {self.section.url}")
 
     async def stop(self) -> None:
-        """Stop following the bus and cancel whatever request is in flight."""
+        """Stop following the bus, let a healthy coordinator drain briefly, then cancel."""
         if self._unsubscribe is not None:
             self._unsubscribe()
             self._unsubscribe = None
         if self._task is not None:
+            if self._reconciled and self._dirty and self._state in HEALTHY:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._idle.wait(), DRAIN)
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
@@ -182,6 +190,7 @@ class CoordinatorSync:
         if event.type in HOLD_ENDING and event.hold is not None:
             self._ended[rid] = Ending(event.hold, event.reason)
         self._dirty.add(rid)
+        self._idle.clear()
         self._wake.set()
 
     # --------------------------------------------------------------- status
@@ -213,6 +222,7 @@ class CoordinatorSync:
         while True:
             if self._reconciled and not self._dirty:
                 self._state = SyncState.IN_SYNC
+                self._idle.set()
                 self._wake.clear()
                 await self._wake.wait()
                 # Let the rest of a burst arrive, so it goes out as one update.
@@ -297,6 +307,7 @@ class CoordinatorSync:
                 belief.holder = res.hold.holder
             self._belief[rid] = belief
         self._dirty |= set(self._want) | set(remote)
+        self._idle.clear()
         self._reconciled = True
         extra = sorted(set(remote) - set(self._want))
         log.info(
@@ -475,9 +486,8 @@ class Coordinators:
             await sync.start()
 
     async def stop(self) -> None:
-        """Stop every sync."""
-        for sync in self.syncs:
-            await sync.stop()
+        """Stop every sync (together: each may drain for a moment)."""
+        await asyncio.gather(*(sync.stop() for sync in self.syncs))
 
     def status(self) -> list[dict[str, Any]]:
         """Each coordinator's status, for ``GET /api/coordinators``."""

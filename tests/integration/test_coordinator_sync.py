@@ -299,3 +299,24 @@ def test_https_with_a_private_ca(agent_factory: Callable[..., AgentProcess]) -> 
         assert "not trusted" in untrusted["last_error"]["message"]
         assert "ca_file" in untrusted["last_error"]["message"]
         assert server.jenkins.resources("untrusted") == {}
+
+
+def test_a_stopping_agent_lets_a_healthy_coordinator_take_what_is_pending(
+    agent_factory: Callable[..., AgentProcess],
+    jenkins_factory: Callable[..., JenkinsServer],
+) -> None:
+    server = jenkins_factory()
+    # A long batch window: without the drain, the lock would still be waiting
+    # in it when the agent stops.
+    agent = agent_factory(
+        resources=["r1"],
+        config={"agent": {"node": NODE}},
+        extra_toml=coordinator_toml(server, batch_window=1.0),
+    )
+    wait_for(lambda: "r1" in server.jenkins.resources(NODE), what="r1 registered")
+    locked = agent.post("/api/resources/r1/lock", {"holder": "alice"})
+    assert locked.status == 200, locked.body
+    assert agent.terminate() == 0
+    [lock] = server.jenkins.recorded("lockResource")
+    assert lock.params["id"] == "r1"
+    assert lock.client_info["id"] == IDENTITY
