@@ -14,9 +14,9 @@ import logging
 from collections.abc import Callable, Sequence
 
 from agent.events import EventBus
-from agent.model import Description, Event, Hold, Holder, Resource
+from agent.model import Description, Event, HistoryEntry, Hold, Holder, Resource
 from agent.registry import Registry
-from agent.store import HistoryEntry, Store
+from agent.store import Store
 
 log = logging.getLogger(__name__)
 
@@ -50,10 +50,18 @@ class Authority:
         return hold
 
     async def lock(
-        self, resource_id: str, key: str | None, holder: Holder, lease: float | None = None
+        self,
+        resource_id: str,
+        key: str | None,
+        holder: Holder,
+        lease: float | None = None,
+        *,
+        reserved_first: bool = False,
     ) -> Hold:
         """Lock (a reservation, or a free resource without key); durable on return."""
-        hold, events = self.registry.lock(resource_id, key, holder, lease)
+        hold, events = self.registry.lock(
+            resource_id, key, holder, lease, reserved_first=reserved_first
+        )
         await self._commit(events)
         return hold
 
@@ -100,12 +108,13 @@ class Authority:
 
     # ---------------------------------------------------------------- plumbing
 
-    def start(self) -> None:
+    async def __aenter__(self) -> Authority:
         """Apply deadlines that passed while the agent was down, and arm the timer."""
         self._record(self.registry.tick())
         self._arm()
+        return self
 
-    def stop(self) -> None:
+    async def __aexit__(self, *exc: object) -> None:
         """Cancel the timer."""
         if self._timer is not None:
             self._timer.cancel()

@@ -1,7 +1,8 @@
 """The ``resource-agent`` command line.
 
 Exit codes: 0 done, 1 refused (the reason is printed), 2 usage error,
-3 agent unreachable.
+3 agent unreachable. Each non-zero code has its own exception (click's usage
+errors are 2), raised where the problem is found and printed by click.
 """
 
 from __future__ import annotations
@@ -13,15 +14,35 @@ import socket
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 from urllib.parse import urlsplit
 
 import click
 
 from agent.client import ApiRefusal, Client, Unreachable
 
-EXIT_REFUSED = 1
-EXIT_UNREACHABLE = 3
+
+class Failed(click.ClickException):
+    """Exit 1: refused, or could not be done; printed as it is, without "Error:"."""
+
+    exit_code = 1
+
+    def show(self, file: IO[Any] | None = None) -> None:
+        """Print the message alone on stderr."""
+        click.echo(self.format_message(), err=True)
+
+
+class Refusal(Failed):
+    """Exit 1: the agent said no; ``refused (CODE): why``."""
+
+    def __init__(self, code: int, message: str) -> None:
+        super().__init__(f"refused ({code}): {message}")
+
+
+class NoAgent(Failed):
+    """Exit 3: no agent answered at the URL."""
+
+    exit_code = 3
 
 
 def _check_url(ctx: click.Context, param: click.Parameter, value: str) -> str:
@@ -56,7 +77,6 @@ def main() -> None:
 @click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]), default=None)
 def serve(config_path: Path | None, listen: str | None, log_level: str | None) -> None:
     """Run the agent in the foreground."""
-    from agent import logs
     from agent.config import (
         ConfigError,
         ServerSection,
@@ -66,6 +86,7 @@ def serve(config_path: Path | None, listen: str | None, log_level: str | None) -
     )
     from agent.daemon import Daemon
     from agent.store import StoreError
+    from agent.systemd import logs
 
     try:
         found = find_config(config_path)
@@ -77,15 +98,13 @@ def serve(config_path: Path | None, listen: str | None, log_level: str | None) -
                 raise click.BadParameter(str(exc), param_hint="--listen") from exc
             settings = settings.model_copy(update={"server": server})
     except ConfigError as exc:
-        click.echo(f"resource-agent: {exc}", err=True)
-        sys.exit(EXIT_REFUSED)
+        raise Failed(f"resource-agent: {exc}") from exc
     logs.setup(log_level or settings.agent.log_level)
     try:
         config_dir = found.parent if found is not None else None
         code = asyncio.run(Daemon(settings, resolve_state_dir(settings), config_dir).run())
     except StoreError as exc:
-        click.echo(f"resource-agent: {exc}", err=True)
-        code = EXIT_REFUSED
+        raise Failed(f"resource-agent: {exc}") from exc
     sys.exit(code)
 
 
@@ -99,24 +118,22 @@ def doctor(config_path: Path | None, as_json: bool, user: str | None) -> None:
 
     results = checks.run(config_path, user)
     click.echo(checks.as_json(results) if as_json else checks.as_text(results))
-    sys.exit(0 if all(r.ok for r in results) else EXIT_REFUSED)
+    if not all(r.ok for r in results):
+        sys.exit(Failed.exit_code)
 
 
 def _run(url: str, call: Callable[[Client], Any], show: Callable[[Any], None]) -> None:
     try:
         result = call(Client(url))
     except Unreachable as exc:
-        click.echo(f"resource-agent: {exc}", err=True)
-        sys.exit(EXIT_UNREACHABLE)
+        raise NoAgent(f"resource-agent: {exc}") from exc
     except ApiRefusal as exc:
-        click.echo(f"refused ({exc.code}): {exc.message}", err=True)
-        sys.exit(EXIT_REFUSED)
+        raise Refusal(exc.code, exc.message) from exc
     try:
         show(result)
     except (KeyError, TypeError, IndexError) as exc:
         # JSON, but not the agent's: another service answers at that URL.
-        click.echo(f"resource-agent: no agent at {url}: the answer lacks {exc}", err=True)
-        sys.exit(EXIT_UNREACHABLE)
+        raise NoAgent(f"resource-agent: no agent at {url}: the answer lacks {exc}") from exc
 
 
 def _holder_name() -> str:

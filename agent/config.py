@@ -8,7 +8,6 @@ path, which ``ConfigError`` turns into one line naming file, key and problem.
 from __future__ import annotations
 
 import os
-import re
 import socket
 import tomllib
 from pathlib import Path
@@ -24,17 +23,14 @@ from pydantic import (
     model_validator,
 )
 
-from agent.discovery.match import check_key, check_pattern, template_fields
+from agent.discovery.match import MatchRule
+from agent.discovery.static import StaticResource
+from agent.model import MAX_SECONDS
 
 DEFAULT_CONFIG = Path("/etc/resource-agent/agent.toml")
 SYSTEM_STATE_DIR = Path("/var/lib/resource-agent")
 
-# Resource ids travel in URLs, Jenkins metadata names and environment names.
-ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:@+-]{0,127}$"
-# Metadata names become parts of dotted Jenkins paths and env variable names.
-METADATA_NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
-
-Seconds = Annotated[float, Field(gt=0, le=7 * 24 * 3600)]
+Seconds = Annotated[float, Field(gt=0, le=MAX_SECONDS)]
 
 
 class ConfigError(Exception):
@@ -150,77 +146,19 @@ class CoordinatorSection(_Section):
             raise ValueError(f"a Jenkins root URL has no query or fragment, got {value!r}")
         return value if value.endswith("/") else value + "/"
 
+    @field_validator("user")
+    @classmethod
+    def _check_user(cls, value: str | None) -> str | None:
+        if value is not None and (not value or ":" in value):
+            # Basic auth joins user and token with ':'; Jenkins user ids never hold one.
+            raise ValueError(f"a Jenkins user name is not empty and has no ':', got {value!r}")
+        return value
+
     @model_validator(mode="after")
     def _check_credentials(self) -> CoordinatorSection:
         if (self.user is None) != (self.token_file is None):
             raise ValueError("user and token_file go together: give both or neither")
         return self
-
-
-def check_metadata_name(name: str) -> None:
-    """ValueError unless ``name`` is fit for Jenkins paths and environment names."""
-    if not METADATA_NAME.match(name):
-        raise ValueError(
-            f"metadata name {name!r} must be lower-case letters, digits, '.', '_' or '-'"
-        )
-
-
-class StaticResource(_Section):
-    """``[[resource]]``: a resource declared by hand (always present)."""
-
-    id: str = Field(pattern=ID_PATTERN)
-    name: str | None = None
-    description: str = ""
-    metadata: dict[str, str] = Field(default_factory=dict)
-
-    @field_validator("metadata")
-    @classmethod
-    def _check_names(cls, value: dict[str, str]) -> dict[str, str]:
-        for name in value:
-            check_metadata_name(name)
-        return value
-
-
-class MatchRule(_Section):
-    """``[[match]]``: which USB devices become resources, and how they are named.
-
-    ``when`` maps udev properties (``ID_VENDOR_ID``), sysfs attributes
-    (``ATTR{product}``) and ancestors' (``@ID_PATH``) to glob patterns; see
-    agent/discovery/match.py. ``name``, ``description`` and ``metadata`` values
-    are templates: ``{ID_SERIAL_SHORT}``, ``{product}``, ``{usb-port}``...
-    """
-
-    kind: Literal["android", "usb", "ignore"]
-    when: dict[str, str] = Field(min_length=1)
-    name: str | None = None
-    description: str | None = None
-    metadata: dict[str, str] = Field(default_factory=dict)
-
-    @field_validator("when")
-    @classmethod
-    def _check_when(cls, value: dict[str, str]) -> dict[str, str]:
-        for key, pattern in value.items():
-            check_key(key)
-            try:
-                check_pattern(pattern)
-            except ValueError as exc:
-                raise ValueError(f"{key}: {exc}") from exc
-        return value
-
-    @field_validator("name", "description")
-    @classmethod
-    def _check_template(cls, value: str | None) -> str | None:
-        if value is not None:
-            template_fields(value)
-        return value
-
-    @field_validator("metadata")
-    @classmethod
-    def _check_metadata(cls, value: dict[str, str]) -> dict[str, str]:
-        for name, template in value.items():
-            check_metadata_name(name)
-            template_fields(template)
-        return value
 
 
 class Settings(_Section):

@@ -1,86 +1,52 @@
-"""The composition root: builds every part from the settings and runs them."""
+"""The composition root: builds every part from the settings and runs them.
+
+Parts are entered into one ``AsyncExitStack`` in the order the data flows:
+the core, the systemd side, the sources, the coordinator syncs, and last the
+HTTP listener. They are stopped in reverse: the listener first (no new
+commands, in-flight ones finish), the store last (everything answered is on
+disk). A part that fails to start stops the ones before it.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import signal
 import time
-from collections.abc import Sequence
 from pathlib import Path
-from typing import Protocol
+from typing import Any
 
-from aiohttp import web
-
-from agent.api.app import make_app
-from agent.authority import Authority
+from agent.api.app import make_app, serving
 from agent.config import Settings
 from agent.coordinator.sync import Coordinators, CoordinatorSync
+from agent.core import Core, build_core
 from agent.discovery.adb import AdbSource
 from agent.discovery.inventory import Inventory
+from agent.discovery.static import StaticSource
 from agent.discovery.udev import UdevSource
-from agent.events import EventBus
-from agent.model import Description, Kind
-from agent.notify import Notifier
-from agent.registry import Registry
-from agent.store import Store
-from agent.supervision import Supervision
+from agent.systemd.notify import Notifier
+from agent.systemd.supervision import Supervision
 
 log = logging.getLogger(__name__)
 
 
-class Component(Protocol):
-    """A part that runs beside the API: a source or a sink."""
-
-    async def start(self) -> None:
-        """Start; return once the part's initial work (a coldplug, say) is done."""
-
-    async def stop(self) -> None:
-        """Stop and release what it holds."""
+class StartFailed(Exception):
+    """A part could not start; the reason has been logged."""
 
 
-def static_descriptions(settings: Settings) -> list[Description]:
-    """The ``[[resource]]`` entries as source facts."""
-    return [
-        Description(
-            id=r.id,
-            name=r.name or r.id,
-            kind=Kind.STATIC,
-            description=r.description,
-            metadata=dict(r.metadata),
+async def _enter(stack: contextlib.AsyncExitStack, part: Any, what: str) -> Any:
+    """Start ``part`` on the stack; a failure is logged once and becomes StartFailed."""
+    try:
+        return await stack.enter_async_context(part)
+    except Exception as exc:
+        log.error(
+            "cannot start %s, stopping: %s",
+            what,
+            str(exc) or type(exc).__name__,
+            exc_info=log.isEnabledFor(logging.DEBUG),
         )
-        for r in settings.resource
-    ]
-
-
-async def _start_all(components: Sequence[Component], started: list[Component]) -> bool:
-    """Start each in turn; at the first that fails, say why and answer False.
-
-    ``started`` gets each component before its start, so one that fails half
-    way is stopped too, releasing what it took.
-    """
-    for component in components:
-        started.append(component)
-        try:
-            await component.start()
-        except Exception as exc:
-            log.error(
-                "cannot start %s, stopping: %s",
-                type(component).__name__,
-                str(exc) or type(exc).__name__,
-                exc_info=log.isEnabledFor(logging.DEBUG),
-            )
-            return False
-    return True
-
-
-async def _stop_all(started: Sequence[Component]) -> None:
-    """Stop in reverse order; one that fails to stop keeps none of the rest running."""
-    for component in reversed(started):
-        try:
-            await component.stop()
-        except Exception:
-            log.exception("stopping %s failed", type(component).__name__)
+        raise StartFailed(what) from exc
 
 
 class Daemon:
@@ -106,70 +72,59 @@ class Daemon:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.request_stop)
-        clock = time.time
-        store = Store(self.state_dir / "state.db", clock)
-        registry = Registry(clock, grace=self.settings.agent.grace_period)
-        registry.restore(store.load())
-        store.start()
-        authority = Authority(registry, store, EventBus(), clock, self._fatal)
-        for desc in static_descriptions(self.settings):
-            authority.describe(desc)
-        authority.start()
-        supervision = Supervision(Notifier(), registry.resources)
-        supervision.start(authority.bus)
-        inventory = Inventory(authority, adb_enabled=self.settings.adb.enabled)
-        components: list[Component] = []
-        # Sources are added here (udev, adb), then sinks (coordinator sync).
-        if self.settings.udev.enabled:
-            components.append(UdevSource(inventory, self.settings.match))
-        if self.settings.adb.enabled:
-            components.append(AdbSource(inventory, self.settings.adb))
-        identity = self.settings.agent.client_identity
+        settings = self.settings
+        try:
+            async with build_core(
+                self.state_dir,
+                clock=time.time,
+                on_fatal=self._fatal,
+                grace=settings.agent.grace_period,
+            ) as core:
+                await self._serve(core)
+        except StartFailed:
+            return 1
+        return self._exit_code
+
+    async def _serve(self, core: Core) -> None:
+        settings = self.settings
+        identity = settings.agent.client_identity
         coordinators = Coordinators(
             [
                 CoordinatorSync(
-                    authority, section, self.settings.agent.node, identity, self.config_dir
+                    core.bus,
+                    core.snapshot,
+                    section,
+                    node=settings.agent.node,
+                    identity=identity,
+                    config_dir=self.config_dir,
                 )
-                for section in self.settings.coordinator
+                for section in settings.coordinator
             ]
         )
-        components.append(coordinators)
-        supervision.follow_coordinators(coordinators.states)
-        runner = web.AppRunner(
-            make_app(authority, identity, coordinators),
-            handle_signals=False,
-            access_log=None,
-            # In-flight requests get this long to finish on SIGTERM (set on the
-            # runner: TCPSite's own shutdown_timeout is deprecated in aiohttp 3.9+).
-            shutdown_timeout=10.0,
-        )
-        started: list[Component] = []
-        try:
-            if not await _start_all(components, started):
-                return 1
-            await runner.setup()
-            host, port = self.settings.server.address
-            site = web.TCPSite(runner, host, port, reuse_address=True)
+        supervision = Supervision(Notifier(), core.bus, core.snapshot, coordinators.health)
+        inventory = Inventory(core.authority, adb_enabled=settings.adb.enabled)
+        async with contextlib.AsyncExitStack() as stack:
+            await _enter(stack, supervision, "systemd supervision")
+            await _enter(stack, StaticSource(core.authority, settings.resource), "static resources")
+            if settings.udev.enabled:
+                await _enter(stack, UdevSource(inventory, settings.match), "UdevSource")
+            if settings.adb.enabled:
+                await _enter(stack, AdbSource(inventory, settings.adb), "AdbSource")
+            await _enter(stack, coordinators, "coordinator sync")
+            host, port = settings.server.address
+            app = make_app(core.authority, identity, coordinators)
             try:
-                await site.start()
+                await stack.enter_async_context(serving(app, host, port))
             except OSError as exc:
-                log.error("cannot listen on %s: %s", self.settings.server.listen, exc.strerror)
-                return 1
+                log.error("cannot listen on %s: %s", settings.server.listen, exc.strerror)
+                raise StartFailed("listener") from exc
             log.info(
                 "serving %d resources on %s (state in %s)",
-                len(registry),
-                self.settings.server.listen,
+                len(core.registry),
+                settings.server.listen,
                 self.state_dir,
             )
             supervision.ready()  # systemd: READY=1 only now that state and listener are up
             await self._stop.wait()
             log.info("stopping")
             supervision.stopping()
-        finally:
-            # Stop accepting and finish in-flight requests before the store closes.
-            await runner.cleanup()
-            await _stop_all(started)
-            authority.stop()
-            await store.close()
-            await supervision.stop()
-        return self._exit_code

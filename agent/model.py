@@ -1,14 +1,34 @@
-"""The agent's vocabulary: resources, holds, holders, events and refusals.
+"""The agent's vocabulary: every word the other modules share, and nothing that acts.
 
-Everything here is an immutable value. The registry replaces values instead of
-mutating them, so an event can carry a snapshot without copying.
+Resources, holds, holders, events, refusals; the closed sets of values as
+enums; the limits on ids and durations; how times are written. Everything
+here is an immutable value: the registry replaces values instead of mutating
+them, so an event can carry a snapshot without copying. Every other module
+imports its words from here; this module imports nothing of the agent.
 """
 
 from __future__ import annotations
 
 import enum
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
+
+# Resource ids travel in URLs, Jenkins metadata names and environment names.
+ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:@+-]{0,127}$"
+# Metadata names become parts of dotted Jenkins paths and env variable names.
+METADATA_NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
+# A reservation or lease longer than a week is a mistake, not a plan.
+MAX_SECONDS = 7 * 24 * 3600.0
+
+
+def check_metadata_name(name: str) -> None:
+    """ValueError unless ``name`` is fit for Jenkins paths and environment names."""
+    if not METADATA_NAME.match(name):
+        raise ValueError(
+            f"metadata name {name!r} must be lower-case letters, digits, '.', '_' or '-'"
+        )
 
 
 class HoldKind(enum.StrEnum):
@@ -16,6 +36,17 @@ class HoldKind(enum.StrEnum):
 
     RESERVED = "reserved"
     LOCKED = "locked"
+
+
+class ResourceState(enum.StrEnum):
+    """What a resource is doing, in one word (``Resource.state``)."""
+
+    FREE = "free"
+    RESERVED = "reserved"
+    LOCKED = "locked"
+    DISABLED = "disabled"
+    ABSENT = "absent"
+    UNHEALTHY = "unhealthy"
 
 
 class Kind(enum.StrEnum):
@@ -84,17 +115,17 @@ class Resource:
         return self.enabled and not self.gone and self.health is None
 
     @property
-    def state(self) -> str:
+    def state(self) -> ResourceState:
         """One word for people and scripts: the hold, else why it can't be held."""
         if self.hold is not None:
-            return self.hold.kind.value
+            return ResourceState(self.hold.kind.value)
         if not self.enabled:
-            return "disabled"
+            return ResourceState.DISABLED
         if not self.present:
-            return "absent"
+            return ResourceState.ABSENT
         if self.health is not None:
-            return "unhealthy"
-        return "free"
+            return ResourceState.UNHEALTHY
+        return ResourceState.FREE
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,15 +187,73 @@ class EventType(enum.StrEnum):
 HOLD_ENDING = frozenset({EventType.RELEASED, EventType.EXPIRED})
 
 
+class EndReason(enum.StrEnum):
+    """How a hold ended."""
+
+    RELEASED = "released"  # by its holder, with the key
+    FORCED = "forced"  # by someone else, without the key
+    RESERVATION_EXPIRED = "reservation expired"
+    LEASE_EXPIRED = "lease expired"
+
+
 @dataclass(frozen=True, slots=True)
 class Event:
     """One change: the resource as it is after it, and the hold involved.
 
-    For RELEASED and EXPIRED, ``hold`` is the hold that ended and ``reason``
-    says how (released, forced, reservation expired, lease expired).
+    For RELEASED and EXPIRED, ``hold`` is the hold that ended and ``ended``
+    says how.
     """
 
     type: EventType
     resource: Resource
     hold: Hold | None = None
-    reason: str = ""
+    ended: EndReason | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryEntry:
+    """One hold in a resource's past (or present, while ``ended_at`` is None)."""
+
+    kind: HoldKind
+    holder: Holder
+    reserved_at: float | None
+    locked_at: float | None
+    ended_at: float | None
+    end_reason: EndReason | None
+
+
+class AdbState(enum.StrEnum):
+    """A device's state as the adb server lists it (adb's own words)."""
+
+    DEVICE = "device"
+    OFFLINE = "offline"
+    UNAUTHORIZED = "unauthorized"
+    AUTHORIZING = "authorizing"
+    CONNECTING = "connecting"
+    NO_PERMISSIONS = "no permissions"
+    BOOTLOADER = "bootloader"
+    RECOVERY = "recovery"
+    RESCUE = "rescue"
+    SIDELOAD = "sideload"
+    HOST = "host"
+    DETACHED = "detached"
+    UNKNOWN = "unknown"  # also what a word this agent does not know becomes
+
+
+# ------------------------------------------------------------------ times
+
+
+def local_offset(epoch: float) -> int:
+    """The machine's UTC offset at that instant, in seconds."""
+    offset = datetime.fromtimestamp(epoch).astimezone().utcoffset()
+    return int(offset.total_seconds()) if offset is not None else 0
+
+
+def isotime(epoch: float) -> str:
+    """ISO 8601 with the local offset, to the second: 2026-11-24T10:15:30+01:00."""
+    return datetime.fromtimestamp(epoch).astimezone().isoformat(timespec="seconds")
+
+
+def maybe_isotime(epoch: float | None) -> str | None:
+    """``isotime``, or None for no time."""
+    return None if epoch is None else isotime(epoch)

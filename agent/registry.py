@@ -11,16 +11,16 @@ timer can never let an expired hold win.
 from __future__ import annotations
 
 import functools
-import heapq
-import math
 import secrets
 from collections.abc import Callable, Iterable
 from dataclasses import replace
 from typing import Concatenate, NoReturn, ParamSpec, TypeVar
 
+from agent import refusals
+from agent.deadlines import Deadlines
 from agent.model import (
-    Code,
     Description,
+    EndReason,
     Event,
     EventType,
     Hold,
@@ -30,9 +30,6 @@ from agent.model import (
     Resource,
 )
 
-# A reservation or lease longer than a week is a mistake, not a plan.
-MAX_SECONDS = 7 * 24 * 3600.0
-
 P = ParamSpec("P")
 R = TypeVar("R")
 
@@ -40,20 +37,6 @@ R = TypeVar("R")
 def new_key() -> str:
     """An unguessable reservation key."""
     return secrets.token_urlsafe(18)
-
-
-def _check_seconds(name: str, value: float) -> None:
-    if not math.isfinite(value) or value <= 0 or value > MAX_SECONDS:
-        raise Refused(
-            Code.INVALID_ARGUMENT,
-            f"{name} must be a number of seconds above 0 and at most {MAX_SECONDS:.0f}, "
-            f"got {value!r}",
-        )
-
-
-def _who(hold: Hold) -> str:
-    who = hold.holder.url or hold.holder.id
-    return f"{hold.kind.value} by {who}" if who else hold.kind.value
 
 
 def _refusal_changes_nothing(
@@ -105,8 +88,7 @@ class Registry:
         # The last key that expired on each resource, so a late lock or release
         # with it is told "expired" rather than "wrong key".
         self._expired_keys: dict[str, str] = {}
-        # (deadline, resource id), lazily pruned: storms and timers cost log n, not n.
-        self._heap: list[tuple[float, str]] = []
+        self._deadlines = Deadlines(self._deadline_of, self._all_deadlines, self.__len__)
 
     # ----------------------------------------------------------------- reading
 
@@ -148,7 +130,7 @@ class Registry:
         The same holder reserving its own live reservation again keeps the key
         and gets a new deadline.
         """
-        _check_seconds("timeout", timeout)
+        refusals.check_seconds("timeout", timeout)
         events = self._settle(resource_id)
         res = self._require(resource_id)
         now = self._clock()
@@ -157,8 +139,8 @@ class Registry:
                 hold = replace(res.hold, expires=now + timeout, duration=timeout)
                 events.append(self._put(replace(res, hold=hold), EventType.RENEWED, hold))
                 return hold, events
-            raise Refused(Code.HELD, f"resource {resource_id} is {_who(res.hold)}")
-        self._check_usable(res)
+            raise refusals.held(resource_id, res.hold)
+        refusals.check_usable(res)
         hold = Hold(HoldKind.RESERVED, self._new_key(), holder, now, now + timeout, timeout)
         events.append(self._put(replace(res, hold=hold), EventType.RESERVED, hold))
         return hold, events
@@ -170,14 +152,18 @@ class Registry:
         key: str | None,
         holder: Holder,
         lease: float | None = None,
+        *,
+        reserved_first: bool = False,
     ) -> tuple[Hold, list[Event]]:
         """Turn the reservation held with ``key`` into a lock.
 
-        Without a key, lock a free resource directly (a person or a script).
-        Locking one's own lock again is answered with the same hold.
+        Without a key, lock a free resource directly (a person or a script) --
+        unless ``reserved_first``: Jenkins' Lock turns a reservation into a
+        lock and is no short cut around Reserve. Locking one's own lock again
+        is answered with the same hold.
         """
         if lease is not None:
-            _check_seconds("lease", lease)
+            refusals.check_seconds("lease", lease)
         events = self._settle(resource_id)
         res = self._require(resource_id)
         now = self._clock()
@@ -194,7 +180,9 @@ class Registry:
             return hold, events
         if key is not None:
             self._refuse_key(resource_id, key, None)
-        self._check_usable(res)
+        if reserved_first:
+            raise refusals.not_reserved(resource_id)
+        refusals.check_usable(res)
         hold = Hold(HoldKind.LOCKED, self._new_key(), holder, now, expires, lease)
         events.append(self._put(replace(res, hold=hold), EventType.LOCKED, hold))
         return hold, events
@@ -209,12 +197,12 @@ class Registry:
         if res.hold is None:
             if key is not None and self._expired_keys.get(resource_id) == key:
                 self._refuse_key(resource_id, key, None)
-            raise Refused(Code.NOT_HELD, f"resource {resource_id} is not reserved or locked")
+            raise refusals.not_held(resource_id)
         if not force and key != res.hold.key:
             self._refuse_key(resource_id, key, res.hold)
         hold = res.hold
-        reason = "forced" if force and key != hold.key else "released"
-        events.append(self._put(replace(res, hold=None), EventType.RELEASED, hold, reason))
+        ended = EndReason.FORCED if force and key != hold.key else EndReason.RELEASED
+        events.append(self._put(replace(res, hold=None), EventType.RELEASED, hold, ended))
         return hold, events
 
     @_refusal_changes_nothing
@@ -227,17 +215,14 @@ class Registry:
         without a lease gets one only when ``seconds`` is given.
         """
         if seconds is not None:
-            _check_seconds("lease", seconds)
+            refusals.check_seconds("lease", seconds)
         events = self._settle(resource_id)
         res = self._require(resource_id)
         if res.hold is None or key != res.hold.key:
             self._refuse_key(resource_id, key, res.hold)
         duration = seconds if seconds is not None else res.hold.duration
         if duration is None:
-            raise Refused(
-                Code.NO_LEASE,
-                f"the lock on {resource_id} has no lease to renew; give a lease length",
-            )
+            raise refusals.no_lease(resource_id)
         hold = replace(res.hold, expires=self._clock() + duration, duration=duration)
         events.append(self._put(replace(res, hold=hold), EventType.RENEWED, hold))
         return hold, events
@@ -258,11 +243,7 @@ class Registry:
         res = self._require(resource_id)
         if res.enabled or res.disabled_reason != reason:
             events.append(
-                self._put(
-                    replace(res, enabled=False, disabled_reason=reason),
-                    EventType.DISABLED,
-                    reason=reason,
-                )
+                self._put(replace(res, enabled=False, disabled_reason=reason), EventType.DISABLED)
             )
         return events
 
@@ -320,43 +301,32 @@ class Registry:
 
     def next_deadline(self) -> float | None:
         """When ``tick`` next has something to do, or None."""
-        heap = self._heap
-        while heap and not self._live(heap[0]):
-            heapq.heappop(heap)
-        return heap[0][0] if heap else None
+        return self._deadlines.next()
 
     def tick(self) -> list[Event]:
         """Expire what is due: reservations, leases, and grace periods."""
-        now = self._clock()
         events: list[Event] = []
-        heap = self._heap
-        while heap and heap[0][0] <= now:
-            entry = heapq.heappop(heap)
-            if self._live(entry):
-                events.extend(self._settle(entry[1]))
+        for rid in list(self._deadlines.due(self._clock())):
+            events.extend(self._settle(rid))
         return events
 
     # ---------------------------------------------------------------- internal
 
-    def _live(self, entry: tuple[float, str]) -> bool:
-        res = self._resources.get(entry[1])
-        return res is not None and self._deadline(res) == entry[0]
-
     def _index(self, old: Resource | None, new: Resource) -> None:
-        """Keep the deadline heap current (stale entries are skipped when popped).
+        """Keep the deadlines current; call after storing ``new``."""
+        self._deadlines.note(
+            new.id, None if old is None else self._deadline(old), self._deadline(new)
+        )
 
-        Call after storing ``new``: a rebuild reads the stored resources.
-        """
-        deadline = self._deadline(new)
-        if deadline is None or (old is not None and self._deadline(old) == deadline):
-            return
-        heapq.heappush(self._heap, (deadline, new.id))
-        if len(self._heap) > 2 * len(self._resources) + 64:
-            # Mostly stale entries: rebuild, so the heap stays O(resources).
-            self._heap = [
-                (d, r.id) for r in self._resources.values() if (d := self._deadline(r)) is not None
-            ]
-            heapq.heapify(self._heap)
+    def _deadline_of(self, rid: str) -> float | None:
+        res = self._resources.get(rid)
+        return None if res is None else self._deadline(res)
+
+    def _all_deadlines(self) -> Iterable[tuple[float, str]]:
+        for res in self._resources.values():
+            deadline = self._deadline(res)
+            if deadline is not None:
+                yield deadline, res.id
 
     def _deadline(self, res: Resource) -> float | None:
         candidates = []
@@ -372,9 +342,13 @@ class Registry:
         events: list[Event] = []
         hold = res.hold
         if hold is not None and hold.expires is not None and hold.expires <= now:
-            reason = "reservation expired" if hold.kind is HoldKind.RESERVED else "lease expired"
+            ended = (
+                EndReason.RESERVATION_EXPIRED
+                if hold.kind is HoldKind.RESERVED
+                else EndReason.LEASE_EXPIRED
+            )
             res = replace(res, hold=None)
-            events.append(Event(EventType.EXPIRED, res, hold, reason))
+            events.append(Event(EventType.EXPIRED, res, hold, ended))
         if (
             not res.present
             and not res.gone
@@ -402,37 +376,20 @@ class Registry:
     def _require(self, resource_id: str) -> Resource:
         res = self._resources.get(resource_id)
         if res is None:
-            raise Refused(Code.UNKNOWN_RESOURCE, f"no resource with id {resource_id!r}")
+            raise refusals.unknown(resource_id)
         return res
 
-    def _check_usable(self, res: Resource) -> None:
-        if not res.enabled:
-            why = f": {res.disabled_reason}" if res.disabled_reason else ""
-            raise Refused(Code.DISABLED, f"resource {res.id} is disabled{why}")
-        if not res.present:
-            raise Refused(Code.ABSENT, f"resource {res.id} is not connected")
-        if res.health is not None:
-            raise Refused(Code.UNHEALTHY, f"resource {res.id} is not usable: {res.health}")
-
     def _refuse_key(self, resource_id: str, key: str | None, hold: Hold | None) -> NoReturn:
-        # Checked before the current hold: whoever took the resource since, the
-        # caller's problem is that its own hold ran out.
-        if key is not None and self._expired_keys.get(resource_id) == key:
-            raise Refused(Code.EXPIRED, f"the hold on {resource_id} with this key has expired")
-        if hold is None:
-            raise Refused(Code.WRONG_KEY, f"resource {resource_id} has no hold with this key")
-        if key is None:
-            raise Refused(Code.HELD, f"resource {resource_id} is {_who(hold)}")
-        raise Refused(Code.WRONG_KEY, f"wrong key for resource {resource_id}: {_who(hold)}")
+        refusals.refuse_key(resource_id, key, hold, self._expired_keys.get(resource_id))
 
     def _put(
         self,
         res: Resource,
         type_: EventType,
         hold: Hold | None = None,
-        reason: str = "",
+        ended: EndReason | None = None,
     ) -> Event:
         old = self._resources.get(res.id)
         self._resources[res.id] = res
         self._index(old, res)
-        return Event(type_, res, hold, reason)
+        return Event(type_, res, hold, ended)

@@ -26,7 +26,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
-from agent.model import HOLD_ENDING, Event, EventType, Hold, Holder, HoldKind, Kind, Resource
+from agent.model import (
+    HOLD_ENDING,
+    EndReason,
+    Event,
+    EventType,
+    HistoryEntry,
+    Hold,
+    Holder,
+    HoldKind,
+    Kind,
+    Resource,
+)
 
 log = logging.getLogger(__name__)
 
@@ -87,18 +98,6 @@ LOGGED = frozenset({EventType.RESERVED, EventType.LOCKED} | HOLD_ENDING)
 
 class StoreError(Exception):
     """The state directory or database cannot be used."""
-
-
-@dataclass(frozen=True, slots=True)
-class HistoryEntry:
-    """One hold in a resource's past (or present, while ``ended_at`` is None)."""
-
-    kind: str
-    holder: Holder
-    reserved_at: float | None
-    locked_at: float | None
-    ended_at: float | None
-    end_reason: str | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -171,8 +170,9 @@ def _rows(events: Sequence[Event], now: float) -> _Rows:
         else:
             at = hold.since
         holder = hold.holder
+        ended = event.ended.value if event.ended is not None else ""
         lines.append(
-            (event.resource.id, hold.key, event.type.value, holder.id, holder.url, at, event.reason)
+            (event.resource.id, hold.key, event.type.value, holder.id, holder.url, at, ended)
         )
     return _Rows(resources, lines)
 
@@ -185,16 +185,16 @@ def _fold_history(rows: list[sqlite3.Row], limit: int) -> list[HistoryEntry]:
             row["key"],
             dict.fromkeys(("holder", "reserved_at", "locked_at", "ended_at", "end_reason")),
         )
-        entry.setdefault("kind", "reserved")
+        entry.setdefault("kind", HoldKind.RESERVED)
         event = EventType(row["event"])
         if event is EventType.RESERVED:
             entry["reserved_at"] = row["at"]
         elif event is EventType.LOCKED:
-            entry["kind"] = "locked"
+            entry["kind"] = HoldKind.LOCKED
             entry["locked_at"] = row["at"]
         else:
             entry["ended_at"] = row["at"]
-            entry["end_reason"] = row["reason"]
+            entry["end_reason"] = EndReason(row["reason"])
         if event in (EventType.RESERVED, EventType.LOCKED) or entry["holder"] is None:
             entry["holder"] = Holder(row["holder_id"], row["holder_url"])
     entries = [HistoryEntry(**e) for e in by_key.values()]
@@ -232,6 +232,13 @@ class Store:
         except (sqlite3.Error, ValueError, TypeError) as exc:
             # A damaged file, or one written by a newer agent (a kind this one lacks).
             raise StoreError(f"cannot read the state database {self.path}: {exc}") from exc
+
+    async def __aenter__(self) -> Store:
+        self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
 
     def start(self) -> None:
         """Start the writer thread; futures resolve on the running loop."""

@@ -1,12 +1,18 @@
-"""The aiohttp application: JSON-RPC on ``POST /``, REST under ``/api/``."""
+"""The aiohttp application: JSON-RPC on ``POST /``, REST under ``/api/``; and serving it."""
 
 from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
 
 from aiohttp import web
 
 from agent.api import jsonrpc, openapi, rest
 from agent.api.wire import AUTHORITY, COORDINATORS, IDENTITY, MAX_BODY, CoordinatorStatus
 from agent.authority import Authority
+
+# In-flight requests get this long to finish when the agent stops.
+SHUTDOWN_TIMEOUT = 10.0
 
 
 async def openapi_document(request: web.Request) -> web.Response:
@@ -27,3 +33,22 @@ def make_app(
     app.router.add_get("/api/openapi.json", openapi_document)
     app.router.add_routes(rest.routes)
     return app
+
+
+@contextlib.asynccontextmanager
+async def serving(app: web.Application, host: str, port: int) -> AsyncIterator[None]:
+    """Serve ``app`` on ``host:port`` until the block ends (OSError: cannot listen)."""
+    runner = web.AppRunner(
+        app,
+        handle_signals=False,
+        access_log=None,
+        # Set on the runner: TCPSite's own shutdown_timeout is deprecated in aiohttp 3.9+.
+        shutdown_timeout=SHUTDOWN_TIMEOUT,
+    )
+    await runner.setup()
+    try:
+        await web.TCPSite(runner, host, port, reuse_address=True).start()
+        yield
+    finally:
+        # Stop accepting and finish in-flight requests before anything below closes.
+        await runner.cleanup()

@@ -12,14 +12,14 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, Literal
 
 from aiohttp import web
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from agent.api.wire import AUTHORITY, BadJSON, dumps, isotime, local_offset, parse_json
+from agent.api.wire import AUTHORITY, BadJSON, dumps, parse_json
 from agent.authority import Authority
-from agent.model import Code, Hold, Holder, Refused
+from agent.model import Code, Hold, Holder, Refused, isotime, local_offset
 
 log = logging.getLogger(__name__)
 
@@ -71,21 +71,41 @@ class ReleaseParams(_Params):
     clientInfo: ClientInfo | None = None
 
 
+class MonitorResult(BaseModel):
+    """Exactly these seven fields: Jenkins' Jackson mapper fails on any other."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    status: Literal["OK", "NO"]
+    code: int = Field(description="0 for OK, else the refusal code (docs/api.md).")
+    message: str
+    key: str | None
+    time: int = Field(
+        description="Deadline (reservation or lease) in ms since the epoch; "
+        "the time of the answer when there is none."
+    )
+    timezone: int = Field(description="The agent's UTC offset in seconds.")
+    isotime: str = Field(
+        json_schema_extra={"format": "date-time"},
+        description="`time` as ISO 8601 with offset, to the second.",
+    )
+
+
 def _result(code: Code, message: str, key: str | None, when: float) -> dict[str, Any]:
-    """The seven fields, and nothing more: Jackson fails on unknown ones."""
+    """A ``MonitorResult``, as the JSON object it is sent as."""
     millis = int(when * 1000)
     # isotime and timezone come from the whole second of ``time`` itself: from
     # the float, isotime rounds to microseconds and could name the next second.
     second = millis // 1000
-    return {
-        "status": "OK" if code is Code.OK else "NO",
-        "code": int(code),
-        "message": message,
-        "key": key,
-        "time": millis,
-        "timezone": local_offset(second),
-        "isotime": isotime(second),
-    }
+    return MonitorResult.model_construct(
+        status="OK" if code is Code.OK else "NO",
+        code=int(code),
+        message=message,
+        key=key,
+        time=millis,
+        timezone=local_offset(second),
+        isotime=isotime(second),
+    ).model_dump()
 
 
 def _hold_result(hold: Hold, message: str) -> dict[str, Any]:
@@ -98,15 +118,7 @@ async def _reserve(authority: Authority, p: ReserveParams) -> dict[str, Any]:
 
 
 async def _lock(authority: Authority, p: LockParams) -> dict[str, Any]:
-    # Jenkins' Lock turns a reservation into a lock; locking a free resource
-    # without a key is for people (REST), not a short cut around Reserve. No
-    # await between this look and the lock, so nothing can slip in.
-    if p.key is None and authority.registry.get(p.resource).hold is None:
-        raise Refused(
-            Code.WRONG_KEY,
-            f"resource {p.resource} is not reserved: Lock needs the key of a reservation",
-        )
-    hold = await authority.lock(p.resource, p.key, p.clientInfo.holder())
+    hold = await authority.lock(p.resource, p.key, p.clientInfo.holder(), reserved_first=True)
     return _hold_result(hold, f"locked {p.resource}")
 
 

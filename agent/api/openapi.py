@@ -1,26 +1,27 @@
 """The OpenAPI 3.1 document served at ``GET /api/openapi.json``.
 
-It describes every route the app registers, JSON-RPC on ``POST /`` included,
-with strict schemas (``additionalProperties: false``): tests validate real
-answers against it, so a field added to an answer without being documented
-here fails the suite. OpenAPI 3.1 schemas are JSON Schema 2020-12.
+Component schemas come from the pydantic models that check the requests
+(``bodies.py``, the JSON-RPC params) and build the answers (``schemas.py``,
+``MonitorResult``), so the document says exactly what the code does; only the
+paths, and the JSON-RPC envelopes around the models, are written here. Tests
+validate real requests and answers against it. OpenAPI 3.1 schemas are JSON
+Schema 2020-12.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from agent.api.jsonrpc import METHODS
-from agent.coordinator.sync import SyncState
-from agent.model import Code, EventType, HoldKind, Kind
-from agent.registry import MAX_SECONDS
+from pydantic import BaseModel
+from pydantic.json_schema import JsonSchemaMode, models_json_schema
+
+from agent.api.bodies import BODIES
+from agent.api.jsonrpc import METHODS, MonitorResult
+from agent.api.schemas import ANSWERS, CODE_TABLE
+from agent.model import EventType
 
 JSONRPC_METHODS = tuple(METHODS)
-STATES = ("free", "reserved", "locked", "disabled", "absent", "unhealthy")
-END_REASONS = ("released", "forced", "reservation expired", "lease expired")
-COORDINATOR_STATES = tuple(s.value for s in SyncState)
-COORDINATOR_FAILURES = ("unreachable", "server", "auth", "config", "no-node", "no-resource",
-                        "rejected", "internal")  # fmt: skip
+JSONRPC_PARAMS: tuple[type[BaseModel], ...] = tuple(model for model, _ in METHODS.values())
 
 # What each REST error status means; every /api/ error has the Error body.
 ERROR_STATUSES = {
@@ -39,226 +40,16 @@ def _ref(name: str) -> dict[str, str]:
     return {"$ref": f"#/components/schemas/{name}"}
 
 
-def _nullable(schema: dict[str, Any]) -> dict[str, Any]:
-    return {"oneOf": [schema, {"type": "null"}]}
+def _model_schemas() -> dict[str, Any]:
+    """Every model's schema, named by its class, with refs into components."""
+    answers: tuple[type[BaseModel], ...] = (*ANSWERS, MonitorResult)
+    modes: list[tuple[type[BaseModel], JsonSchemaMode]] = [(m, "serialization") for m in answers]
+    modes += [(m, "validation") for m in (*BODIES, *JSONRPC_PARAMS)]
+    _, top = models_json_schema(modes, ref_template="#/components/schemas/{model}")
+    return dict(top["$defs"])
 
 
-def _object(
-    properties: dict[str, Any], required: list[str] | None = None, description: str = ""
-) -> dict[str, Any]:
-    """A closed object: every property required unless ``required`` says otherwise."""
-    out: dict[str, Any] = {
-        "type": "object",
-        "properties": properties,
-        "required": list(properties) if required is None else required,
-        "additionalProperties": False,
-    }
-    if description:
-        out["description"] = description
-    return out
-
-
-TIME = {"type": "string", "format": "date-time", "description": "ISO 8601 with the UTC offset"}
-SECONDS = {"type": "number", "exclusiveMinimum": 0, "maximum": int(MAX_SECONDS)}
-CODE_TABLE = "; ".join(f"{int(c)} {c.name}" for c in Code)
-
-
-def _hold(with_key: bool) -> dict[str, Any]:
-    props: dict[str, Any] = {
-        "kind": {"type": "string", "enum": [k.value for k in HoldKind]},
-        "holder": _ref("Holder"),
-        "since": TIME,
-        "expires": {
-            **_nullable(TIME),
-            "description": "Reservation deadline or lease end; null for a lock without lease.",
-        },
-    }
-    if with_key:
-        props["key"] = {"type": "string", "description": "The capability to lock or release."}
-        return _object(props, description="A hold as its taker sees it, with the key.")
-    return _object(props, description="A hold as everyone sees it: never the key.")
-
-
-SCHEMAS: dict[str, Any] = {
-    "Error": _object(
-        {
-            "error": _object(
-                {
-                    "code": {
-                        "type": "integer",
-                        "enum": [int(c) for c in Code if c is not Code.OK],
-                        "description": f"Stable refusal code: {CODE_TABLE}.",
-                    },
-                    "message": {"type": "string", "description": "What is wrong, for people."},
-                }
-            )
-        },
-        description="Every /api/ error.",
-    ),
-    "Holder": _object(
-        {
-            "id": {
-                "type": "string",
-                "description": "The system: a Jenkins root URL, or the agent's identity.",
-            },
-            "url": {
-                "type": "string",
-                "description": "Who in it: a task or build URL, or user@host.",
-            },
-        }
-    ),
-    "Hold": _hold(with_key=False),
-    "HoldWithKey": _hold(with_key=True),
-    "Resource": _object(
-        {
-            "id": {"type": "string"},
-            "name": {"type": "string"},
-            "kind": {"type": "string", "enum": [k.value for k in Kind]},
-            "description": {"type": "string"},
-            "state": {
-                "type": "string",
-                "enum": list(STATES),
-                "description": "The hold, else why it cannot be held, else free.",
-            },
-            "enabled": {"type": "boolean"},
-            "disabled_reason": {"type": "string"},
-            "present": {"type": "boolean", "description": "Seen by its source right now."},
-            "gone": {"type": "boolean", "description": "Absent for the whole grace period."},
-            "health": {
-                **_nullable({"type": "string"}),
-                "description": "Null when usable, else why not.",
-            },
-            "holder": _nullable(_ref("Hold")),
-            "metadata": {"type": "object", "additionalProperties": {"type": "string"}},
-        }
-    ),
-    "ResourceList": _object({"resources": {"type": "array", "items": _ref("Resource")}}),
-    "HoldAnswer": _object({"resource": _ref("Resource"), "hold": _ref("HoldWithKey")}),
-    "ReleaseAnswer": _object({"resource": _ref("Resource"), "released": _ref("Hold")}),
-    "HistoryEntry": _object(
-        {
-            "kind": {"type": "string", "enum": [k.value for k in HoldKind]},
-            "holder": _ref("Holder"),
-            "reserved_at": _nullable(TIME),
-            "locked_at": _nullable(TIME),
-            "ended_at": {**_nullable(TIME), "description": "Null while the hold lasts."},
-            "end_reason": _nullable({"type": "string", "enum": list(END_REASONS)}),
-        }
-    ),
-    "History": _object({"history": {"type": "array", "items": _ref("HistoryEntry")}}),
-    "Health": _object(
-        {
-            "status": {"type": "string", "const": "ok"},
-            "resources": {"type": "integer", "minimum": 0},
-            "held": {"type": "integer", "minimum": 0},
-        }
-    ),
-    "Coordinator": _object(
-        {
-            "url": {"type": "string", "description": "The Jenkins root URL."},
-            "node": {"type": "string", "description": "The Jenkins node the resources are on."},
-            "tree": {"type": "string", "description": "The metadata tree holding them."},
-            "state": {
-                "type": "string",
-                "enum": list(COORDINATOR_STATES),
-                "description": "starting and reconciling: reading Jenkins' state; syncing: "
-                "sending changes; retrying: a transient failure, backing off; failing: a "
-                "configuration problem (credentials, permission, node), retried slowly.",
-            },
-            "pending": {
-                "type": "integer",
-                "minimum": 0,
-                "description": "Resources with changes Jenkins has not taken yet.",
-            },
-            "last_success": {**_nullable(TIME), "description": "Last round that went through."},
-            "last_error": _nullable(
-                _object(
-                    {
-                        "at": TIME,
-                        "kind": {"type": "string", "enum": list(COORDINATOR_FAILURES)},
-                        "message": {"type": "string", "description": "What to fix, if anything."},
-                    }
-                )
-            ),
-            "next_retry": _nullable(TIME),
-            "consecutive_failures": {"type": "integer", "minimum": 0},
-            "requests": {"type": "integer", "minimum": 0, "description": "Requests sent so far."},
-        },
-        description="One Jenkins controller the agent keeps informed, and how that goes.",
-    ),
-    "Coordinators": _object({"coordinators": {"type": "array", "items": _ref("Coordinator")}}),
-    "ReserveBody": _object(
-        {
-            "timeout": {**SECONDS, "default": 300, "description": "Seconds until it expires."},
-            "holder": {"type": "string", "description": "Who (default api@<address>)."},
-        },
-        required=[],
-    ),
-    "LockBody": _object(
-        {
-            "key": {"type": "string", "description": "The reservation's key; omit on free."},
-            "lease": {**SECONDS, "description": "Seconds until the lock expires; omit: never."},
-            "holder": {"type": "string"},
-        },
-        required=[],
-    ),
-    "ReleaseBody": _object(
-        {
-            "key": {"type": "string"},
-            "force": {
-                "type": "boolean",
-                "default": False,
-                "description": "Release whoever holds it (administrators); key not needed.",
-            },
-        },
-        required=[],
-        description="key, or force: true.",
-    ),
-    "RenewBody": _object(
-        {
-            "key": {"type": "string"},
-            "lease": {**SECONDS, "description": "New length; omit: the hold's own length."},
-        },
-        required=["key"],
-    ),
-    "DisableBody": _object({"reason": {"type": "string", "default": ""}}, required=[]),
-    "EmptyBody": _object({}, required=[]),
-    # ------------------------------------------------------------ JSON-RPC
-    "ClientInfo": {
-        "type": "object",
-        "properties": {
-            "id": {"type": "string", "description": "The Jenkins root URL."},
-            "url": {"type": ["string", "null"], "description": "The task or build URL."},
-        },
-        "required": ["id"],
-    },
-    "ReserveParams": {
-        "type": "object",
-        "properties": {
-            "resource": {"type": "string"},
-            "timeout": {"type": "number", "description": "Seconds (0 < t <= 604800)."},
-            "clientInfo": _ref("ClientInfo"),
-        },
-        "required": ["resource", "timeout", "clientInfo"],
-    },
-    "LockParams": {
-        "type": "object",
-        "properties": {
-            "resource": {"type": "string"},
-            "key": {"type": ["string", "null"]},
-            "clientInfo": _ref("ClientInfo"),
-        },
-        "required": ["resource", "clientInfo"],
-    },
-    "ReleaseParams": {
-        "type": "object",
-        "properties": {
-            "resource": {"type": "string"},
-            "key": {"type": ["string", "null"]},
-            "clientInfo": _ref("ClientInfo"),
-        },
-        "required": ["resource", "key"],
-    },
+JSONRPC_SCHEMAS: dict[str, Any] = {
     "JsonRpcId": {
         "type": ["string", "number", "null"],
         "description": "Echoed unchanged; jsonrpc4j sends a number as a string.",
@@ -278,44 +69,44 @@ SCHEMAS: dict[str, Any] = {
             "id": _ref("JsonRpcId"),
         },
         "required": ["jsonrpc", "method", "params"],
-        "description": "Without id it is a notification: done, not answered.",
+        "description": "Without id it is a notification: done, not answered. Params: "
+        + ", ".join(f"{m}: {model.__name__}" for m, (model, _) in METHODS.items())
+        + ".",
     },
-    "MonitorResult": _object(
-        {
-            "status": {"type": "string", "enum": ["OK", "NO"]},
-            "code": {"type": "integer", "description": f"0 for OK, else: {CODE_TABLE}."},
-            "message": {"type": "string"},
-            "key": {"type": ["string", "null"]},
-            "time": {
-                "type": "integer",
-                "description": "Deadline (reservation or lease) in ms since the epoch; "
-                "the time of the answer when there is none.",
-            },
-            "timezone": {"type": "integer", "description": "The agent's UTC offset in seconds."},
-            "isotime": {**TIME, "description": "`time` as ISO 8601 with offset, to the second."},
-        },
-        description="Exactly these seven fields: Jenkins' Jackson mapper fails on any other.",
-    ),
-    "JsonRpcResult": _object(
-        {"jsonrpc": {"const": "2.0"}, "result": _ref("MonitorResult"), "id": _ref("JsonRpcId")}
-    ),
-    "JsonRpcError": _object(
-        {
+    "JsonRpcResult": {
+        "type": "object",
+        "properties": {
             "jsonrpc": {"const": "2.0"},
-            "error": _object(
-                {
+            "result": _ref("MonitorResult"),
+            "id": _ref("JsonRpcId"),
+        },
+        "required": ["jsonrpc", "result", "id"],
+        "additionalProperties": False,
+    },
+    "JsonRpcError": {
+        "type": "object",
+        "properties": {
+            "jsonrpc": {"const": "2.0"},
+            "error": {
+                "type": "object",
+                "properties": {
                     "code": {"type": "integer", "enum": [-32700, -32600, -32601, -32602, -32603]},
                     "message": {"type": "string"},
                     "data": {"type": "string", "description": "What exactly is wrong."},
                 },
-                required=["code", "message"],
-            ),
+                "required": ["code", "message"],
+                "additionalProperties": False,
+            },
             "id": _ref("JsonRpcId"),
         },
-        description="Only for malformed requests; refusals are results with status NO.",
-    ),
+        "required": ["jsonrpc", "error", "id"],
+        "additionalProperties": False,
+        "description": "Only for malformed requests; refusals are results with status NO.",
+    },
     "JsonRpcResponse": {"oneOf": [_ref("JsonRpcResult"), _ref("JsonRpcError")]},
 }
+
+SCHEMAS: dict[str, Any] = {**_model_schemas(), **JSONRPC_SCHEMAS}
 
 
 def _json_content(schema: dict[str, Any], example: Any = None) -> dict[str, Any]:
@@ -477,7 +268,7 @@ PATHS: dict[str, Any] = {
             "operationId": "showResource",
             "tags": ["resources"],
             "parameters": [ID_PARAMETER],
-            "responses": {**_ok("The resource.", "Resource"), **_errors(404)},
+            "responses": {**_ok("The resource.", "ResourceOut"), **_errors(404)},
         }
     },
     "/api/resources/{id}/history": {
@@ -528,13 +319,13 @@ PATHS: dict[str, Any] = {
         required=True,
     ),
     "/api/resources/{id}/enable": _action(
-        "enable", "Enable: let the resource take holds", "EmptyBody", "Resource", (404,)
+        "enable", "Enable: let the resource take holds", "EmptyBody", "ResourceOut", (404,)
     ),
     "/api/resources/{id}/disable": _action(
         "disable",
         "Disable: refuse new holds (an existing one stays)",
         "DisableBody",
-        "Resource",
+        "ResourceOut",
         (404,),
     ),
 }

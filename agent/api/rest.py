@@ -11,19 +11,34 @@ import logging
 from typing import Any, TypeVar
 
 from aiohttp import web
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ValidationError
 
-from agent.api.wire import (
-    AUTHORITY,
-    COORDINATORS,
-    IDENTITY,
-    BadJSON,
-    dumps,
-    isotime,
-    parse_json,
+from agent.api.bodies import (
+    Body,
+    DisableBody,
+    EmptyBody,
+    LockBody,
+    ReleaseBody,
+    RenewBody,
+    ReserveBody,
 )
-from agent.model import Code, Hold, Holder, Refused, Resource
-from agent.store import HistoryEntry
+from agent.api.schemas import (
+    CoordinatorOut,
+    Coordinators,
+    Error,
+    ErrorDetail,
+    Health,
+    History,
+    HistoryEntryOut,
+    HoldAnswer,
+    HoldOut,
+    HoldWithKey,
+    ReleaseAnswer,
+    ResourceList,
+    ResourceOut,
+)
+from agent.api.wire import AUTHORITY, COORDINATORS, IDENTITY, BadJSON, parse_json
+from agent.model import Code, Hold, Holder, Refused
 
 log = logging.getLogger(__name__)
 
@@ -52,59 +67,20 @@ class ApiError(Exception):
         self.status = status
 
 
-def error_response(code: Code, message: str, status: int | None = None) -> web.Response:
-    """The JSON error body every /api/ error uses; the status follows from the code."""
-    return web.json_response(
-        {"error": {"code": int(code), "message": message}},
-        status=status or STATUS.get(code, CONFLICT),
-        dumps=dumps,
+def answer(model: BaseModel, status: int = 200) -> web.Response:
+    """An answer model as the JSON body."""
+    return web.Response(
+        text=model.model_dump_json(), status=status, content_type="application/json"
     )
 
 
-class _Body(BaseModel):
-    model_config = ConfigDict(strict=True, extra="forbid", frozen=True)
+def error_response(code: Code, message: str, status: int | None = None) -> web.Response:
+    """The JSON error body every /api/ error uses; the status follows from the code."""
+    body = Error.model_construct(error=ErrorDetail.model_construct(code=int(code), message=message))
+    return answer(body, status or STATUS.get(code, CONFLICT))
 
 
-class ReserveBody(_Body):
-    """``reserve``: seconds until the reservation lapses; who holds it (a person, a script)."""
-
-    timeout: float = Field(default=300.0)
-    holder: str | None = None
-
-
-class LockBody(_Body):
-    """``lock``: the reservation's key (none: lock a free resource), an optional lease."""
-
-    key: str | None = None
-    lease: float | None = None
-    holder: str | None = None
-
-
-class ReleaseBody(_Body):
-    """``release``: the hold's key, or ``force`` to end anyone's hold."""
-
-    key: str | None = None
-    force: bool = False
-
-
-class RenewBody(_Body):
-    """``renew``: the hold's key and, optionally, a new length in seconds."""
-
-    key: str
-    lease: float | None = None
-
-
-class DisableBody(_Body):
-    """``disable``: why, for the people who will wonder."""
-
-    reason: str = ""
-
-
-class EmptyBody(_Body):
-    """``enable``: no fields; anything sent is refused as unknown."""
-
-
-B = TypeVar("B", bound=_Body)
+B = TypeVar("B", bound=Body)
 
 
 async def _body(request: web.Request, model: type[B]) -> B:
@@ -128,98 +104,42 @@ def _holder(request: web.Request, who: str | None) -> Holder:
     return Holder(request.app[IDENTITY], who or f"api@{request.remote or 'unknown'}")
 
 
-def _when(epoch: float | None) -> str | None:
-    return isotime(epoch) if epoch is not None else None
-
-
-def _holder_json(holder: Holder) -> dict[str, str]:
-    return {"id": holder.id, "url": holder.url}
-
-
-def hold_json(hold: Hold, with_key: bool = False) -> dict[str, Any]:
-    """A hold as the API shows it; the key only to its taker."""
-    out: dict[str, Any] = {
-        "kind": hold.kind.value,
-        "holder": _holder_json(hold.holder),
-        "since": isotime(hold.since),
-        "expires": _when(hold.expires),
-    }
-    if with_key:
-        out["key"] = hold.key
-    return out
-
-
-def resource_json(res: Resource) -> dict[str, Any]:
-    """A resource as the API lists it."""
-    return {
-        "id": res.id,
-        "name": res.name,
-        "kind": res.kind.value,
-        "description": res.description,
-        "state": res.state,
-        "enabled": res.enabled,
-        "disabled_reason": res.disabled_reason,
-        "present": res.present,
-        "gone": res.gone,
-        "health": res.health,
-        "holder": hold_json(res.hold) if res.hold else None,
-        "metadata": dict(res.metadata),
-    }
-
-
-def history_json(entry: HistoryEntry) -> dict[str, Any]:
-    """One past or current hold."""
-    return {
-        "kind": entry.kind,
-        "holder": _holder_json(entry.holder),
-        "reserved_at": _when(entry.reserved_at),
-        "locked_at": _when(entry.locked_at),
-        "ended_at": _when(entry.ended_at),
-        "end_reason": entry.end_reason,
-    }
-
-
-def _json(value: Any, status: int = 200) -> web.Response:
-    return web.json_response(value, status=status, dumps=dumps)
-
-
 def _hold_answer(request: web.Request, hold: Hold) -> web.Response:
     res = request.app[AUTHORITY].registry.get(request.match_info["id"])
-    return _json({"resource": resource_json(res), "hold": hold_json(hold, with_key=True)})
+    return answer(
+        HoldAnswer.model_construct(resource=ResourceOut.of(res), hold=HoldWithKey.of(hold))
+    )
 
 
 @routes.get("/api/health")
 async def health(request: web.Request) -> web.Response:
     """Liveness and a summary."""
     resources = request.app[AUTHORITY].registry.resources()
-    return _json(
-        {
-            "status": "ok",
-            "resources": len(resources),
-            "held": sum(1 for r in resources if r.hold is not None),
-        }
-    )
+    held = sum(1 for r in resources if r.hold is not None)
+    return answer(Health(status="ok", resources=len(resources), held=held))
 
 
 @routes.get("/api/coordinators")
 async def coordinators(request: web.Request) -> web.Response:
     """Each coordinator's sync: state, pending changes, last success and last error."""
     source = request.app.get(COORDINATORS)
-    return _json({"coordinators": source.status() if source is not None else []})
+    statuses = source.status() if source is not None else []
+    return answer(
+        Coordinators.model_construct(coordinators=[CoordinatorOut.of(s) for s in statuses])
+    )
 
 
 @routes.get("/api/resources")
 async def list_resources(request: web.Request) -> web.Response:
     """Every resource."""
-    return _json(
-        {"resources": [resource_json(r) for r in request.app[AUTHORITY].registry.resources()]}
-    )
+    resources = request.app[AUTHORITY].registry.resources()
+    return answer(ResourceList.model_construct(resources=[ResourceOut.of(r) for r in resources]))
 
 
 @routes.get("/api/resources/{id}")
 async def show_resource(request: web.Request) -> web.Response:
     """One resource."""
-    return _json(resource_json(request.app[AUTHORITY].registry.get(request.match_info["id"])))
+    return answer(ResourceOut.of(request.app[AUTHORITY].registry.get(request.match_info["id"])))
 
 
 @routes.get("/api/resources/{id}/history")
@@ -230,7 +150,7 @@ async def history(request: web.Request) -> web.Response:
     if not (raw.isascii() and raw.isdigit()) or not 1 <= int(raw) <= 10000:
         raise ApiError(Code.INVALID_ARGUMENT, "limit: must be a whole number from 1 to 10000")
     entries = await request.app[AUTHORITY].history(request.match_info["id"], int(raw))
-    return _json({"history": [history_json(e) for e in entries]})
+    return answer(History.model_construct(history=[HistoryEntryOut.of(e) for e in entries]))
 
 
 @routes.post("/api/resources/{id}/reserve")
@@ -261,7 +181,9 @@ async def release(request: web.Request) -> web.Response:
         raise ApiError(Code.INVALID_ARGUMENT, "key: required unless force is true")
     hold = await request.app[AUTHORITY].release(request.match_info["id"], body.key, body.force)
     res = request.app[AUTHORITY].registry.get(request.match_info["id"])
-    return _json({"resource": resource_json(res), "released": hold_json(hold)})
+    return answer(
+        ReleaseAnswer.model_construct(resource=ResourceOut.of(res), released=HoldOut.of(hold))
+    )
 
 
 @routes.post("/api/resources/{id}/renew")
@@ -276,7 +198,7 @@ async def renew(request: web.Request) -> web.Response:
 async def enable(request: web.Request) -> web.Response:
     """Let the resource take new holds."""
     await _body(request, EmptyBody)
-    return _json(resource_json(await request.app[AUTHORITY].enable(request.match_info["id"])))
+    return answer(ResourceOut.of(await request.app[AUTHORITY].enable(request.match_info["id"])))
 
 
 @routes.post("/api/resources/{id}/disable")
@@ -284,7 +206,7 @@ async def disable(request: web.Request) -> web.Response:
     """Refuse new holds; an existing one stays."""
     body = await _body(request, DisableBody)
     res = await request.app[AUTHORITY].disable(request.match_info["id"], body.reason)
-    return _json(resource_json(res))
+    return answer(ResourceOut.of(res))
 
 
 @web.middleware

@@ -1,16 +1,16 @@
-"""Helpers shared by the JSON-RPC and REST handlers: bodies, times, app keys."""
+"""Helpers shared by the JSON-RPC and REST handlers: request bodies and app keys."""
 
 from __future__ import annotations
 
 import json
 import math
 import re
-from datetime import datetime
 from typing import Any, Protocol
 
 from aiohttp import web
 
 from agent.authority import Authority
+from agent.coordinator.status import SyncStatus
 
 MAX_BODY = 64 * 1024
 _SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
@@ -22,8 +22,8 @@ IDENTITY = web.AppKey("identity", str)
 class CoordinatorStatus(Protocol):
     """Where ``GET /api/coordinators`` gets each coordinator's sync state."""
 
-    def status(self) -> list[dict[str, Any]]:
-        """One JSON object per configured coordinator."""
+    def status(self) -> list[SyncStatus]:
+        """Each configured coordinator's sync status."""
         ...
 
 
@@ -75,17 +75,6 @@ def parse_json(body: bytes) -> Any:
             "the JSON holds a lone surrogate escape (\\ud800-\\udfff), which is not Unicode"
         ) from exc
     return value
-
-
-def local_offset(epoch: float) -> int:
-    """The machine's UTC offset at that instant, in seconds."""
-    offset = datetime.fromtimestamp(epoch).astimezone().utcoffset()
-    return int(offset.total_seconds()) if offset is not None else 0
-
-
-def isotime(epoch: float) -> str:
-    """ISO 8601 with the local offset, to the second: 2026-11-24T10:15:30+01:00."""
-    return datetime.fromtimestamp(epoch).astimezone().isoformat(timespec="seconds")
 
 
 def dumps(value: Any) -> str:

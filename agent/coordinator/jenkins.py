@@ -10,16 +10,18 @@ what to fix.
 
 from __future__ import annotations
 
-import base64
 import enum
 import json
 import ssl
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import aiohttp
 
+from agent.config import CoordinatorSection
+from agent.credentials import CredentialError, read_token
 from agent.model import Holder, HoldKind, Resource
 
 # Keep a rejected or failed request short in logs and in /api/coordinators.
@@ -205,6 +207,37 @@ def parse_tree(metadata: Any, tree: str) -> dict[str, RemoteResource]:
 # ----------------------------------------------------------------- the client
 
 
+def client_for(section: CoordinatorSection, node: str, config_dir: Path | None) -> JenkinsClient:
+    """A client for one ``[[coordinator]]``, as the sync and ``doctor`` both use it.
+
+    ``node`` is the agent's node, used when the section names none. The token
+    and CA file are read now: JenkinsError(CONFIG) says which file and why not.
+    """
+    token = None
+    if section.token_file is not None:
+        try:
+            token = read_token(section.token_file, config_dir)
+        except CredentialError as exc:
+            raise JenkinsError(Failure.CONFIG, str(exc)) from exc
+    context: ssl.SSLContext | bool = section.verify
+    if section.verify and section.ca_file is not None:
+        try:
+            context = ssl.create_default_context(cafile=section.ca_file)
+        except (OSError, ssl.SSLError) as exc:
+            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+            raise JenkinsError(
+                Failure.CONFIG, f"cannot load ca_file {section.ca_file}: {reason}"
+            ) from exc
+    return JenkinsClient(
+        section.url,
+        section.node or node,
+        user=section.user,
+        token=token,
+        timeout=section.timeout,
+        ssl_context=context,
+    )
+
+
 class JenkinsClient:
     """Requests to one Jenkins for one node, with basic auth and a timeout."""
 
@@ -220,10 +253,9 @@ class JenkinsClient:
     ) -> None:
         self.url = url if url.endswith("/") else url + "/"
         self.node = node
-        self._headers: dict[str, str] = {}
+        self._headers: dict[str, str] = {"Accept": "application/json"}
         if user is not None:
-            pair = base64.b64encode(f"{user}:{token or ''}".encode()).decode("ascii")
-            self._headers["Authorization"] = "Basic " + pair
+            self._headers["Authorization"] = aiohttp.encode_basic_auth(user, token or "")
         self._timeout = aiohttp.ClientTimeout(total=timeout)
         self._ssl = ssl_context
         self._session: aiohttp.ClientSession | None = None

@@ -21,34 +21,29 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import enum
 import json
 import logging
 import random
-import ssl
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any
 
-from agent.api.wire import isotime
-from agent.authority import Authority
 from agent.config import CoordinatorSection
+from agent.coordinator import plan
 from agent.coordinator.jenkins import (
     Answer,
     Failure,
     JenkinsClient,
     JenkinsError,
-    client_info,
-    describe,
-    holder_name,
+    client_for,
     parse_tree,
-    resource_value,
     tree_document,
 )
-from agent.credentials import CredentialError, read_token
-from agent.model import HOLD_ENDING, Event, Hold, Holder, HoldKind, Resource
+from agent.coordinator.plan import Belief, Ending, Post
+from agent.coordinator.status import HEALTHY, WAITING, SyncError, SyncState, SyncStatus
+from agent.events import EventBus
+from agent.lifecycle import Service
+from agent.model import HOLD_ENDING, Event, Holder, Resource
 
 log = logging.getLogger(__name__)
 
@@ -62,74 +57,15 @@ DRAIN = 2.0
 SLOW = frozenset({Failure.AUTH, Failure.CONFIG, Failure.NO_NODE})
 
 
-class SyncState(enum.StrEnum):
-    """Where one coordinator's sync is, as ``GET /api/coordinators`` reports it."""
-
-    STARTING = "starting"
-    RECONCILING = "reconciling"  # reading what Jenkins has
-    SYNCING = "syncing"
-    IN_SYNC = "in sync"
-    RETRYING = "retrying"  # a transient failure, retried with backoff
-    FAILING = "failing"  # a configuration problem, retried slowly
-
-
-WAITING = frozenset({SyncState.RETRYING, SyncState.FAILING})  # a retry is due
-HEALTHY = frozenset({SyncState.IN_SYNC, SyncState.SYNCING})
-
-
-@dataclass
-class Belief:
-    """What one coordinator is believed to hold for one resource."""
-
-    registered: bool = False
-    description: str | None = None
-    values: dict[str, str] = field(default_factory=dict)
-    enabled: bool | None = None  # None: unknown, so the next post sets it
-    hold: HoldKind | None = None
-    holder: Holder | None = None  # None when learned from Jenkins (no clientInfo there)
-    rejected: dict[str, Any] | None = None  # a value Jenkins refused: not resent unchanged
-
-
-@dataclass(frozen=True, slots=True)
-class Post:
-    """One resource's value in a metadata update, and the metadata values it sets."""
-
-    rid: str
-    value: dict[str, Any]
-    values: dict[str, str]
-
-
-@dataclass(frozen=True, slots=True)
-class Command:
-    """One httpcli command and what it makes Jenkins believe once sent."""
-
-    name: str
-    params: dict[str, str]
-    enabled: bool | None = None
-    hold: Hold | None = None
-    clears: bool = False
-
-
-@dataclass(frozen=True, slots=True)
-class Ending:
-    """How the last hold on a resource ended, to pick the command that tells Jenkins."""
-
-    hold: Hold
-    reason: str
-
-
-def _iso(epoch: float | None) -> str | None:
-    # status() is the body of GET /api/coordinators: times as the API writes them.
-    return isotime(epoch) if epoch is not None else None
-
-
-class CoordinatorSync:
+class CoordinatorSync(Service):
     """Keeps one Jenkins in step with the authority."""
 
     def __init__(
         self,
-        authority: Authority,
+        bus: EventBus,
+        snapshot: Callable[[], Iterable[Resource]],
         section: CoordinatorSection,
+        *,
         node: str,
         identity: str,
         config_dir: Path | None = None,
@@ -137,7 +73,8 @@ class CoordinatorSync:
         self.section = section
         self._config_dir = config_dir  # where a relative token_file is, without systemd
         self.node = section.node or node
-        self._authority = authority
+        self._bus = bus
+        self._snapshot = snapshot
         # Holds taken by the agent itself, and corrections the agent makes on
         # its own authority (stale locks, forced releases), carry this.
         self._own = Holder(identity, f"resource-agent on {node}")
@@ -154,7 +91,7 @@ class CoordinatorSync:
         self._failures = 0
         self._state = SyncState.STARTING
         self._last_success: float | None = None
-        self._last_error: dict[str, Any] | None = None
+        self._last_error: SyncError | None = None
         self._next_retry: float | None = None
         self._requests = 0
 
@@ -162,9 +99,9 @@ class CoordinatorSync:
 
     async def start(self) -> None:
         """Take the current resources, follow the bus, and start the task (no waiting)."""
-        for res in self._authority.registry.resources():
+        for res in self._snapshot():
             self._want[res.id] = res
-        self._unsubscribe = self._authority.bus.subscribe(self._on_event)
+        self._unsubscribe = self._bus.subscribe(self._on_event)
         self._task = asyncio.create_task(self._run(), name=f"coordinator {self.section.url}")
 
     async def stop(self) -> None:
@@ -187,8 +124,8 @@ class CoordinatorSync:
         # Called on every committed event: record and wake, nothing more.
         rid = event.resource.id
         self._want[rid] = event.resource
-        if event.type in HOLD_ENDING and event.hold is not None:
-            self._ended[rid] = Ending(event.hold, event.reason)
+        if event.type in HOLD_ENDING and event.hold is not None and event.ended is not None:
+            self._ended[rid] = Ending(event.hold, event.ended)
         self._dirty.add(rid)
         self._idle.clear()
         self._wake.set()
@@ -200,20 +137,20 @@ class CoordinatorSync:
         """Where this sync is now."""
         return self._state
 
-    def status(self) -> dict[str, Any]:
-        """This coordinator's state for ``GET /api/coordinators``."""
-        return {
-            "url": self.section.url,
-            "node": self.node,
-            "tree": self.section.tree,
-            "state": self._state,
-            "pending": len(self._dirty) if self._reconciled else len(self._want),
-            "last_success": _iso(self._last_success),
-            "last_error": self._last_error,
-            "next_retry": _iso(self._next_retry) if self._state in WAITING else None,
-            "consecutive_failures": self._failures,
-            "requests": self._requests + (self._client.requests if self._client else 0),
-        }
+    def status(self) -> SyncStatus:
+        """How this sync is doing now."""
+        return SyncStatus(
+            url=self.section.url,
+            node=self.node,
+            tree=self.section.tree,
+            state=self._state,
+            pending=len(self._dirty) if self._reconciled else len(self._want),
+            last_success=self._last_success,
+            last_error=self._last_error,
+            next_retry=self._next_retry if self._state in WAITING else None,
+            consecutive_failures=self._failures,
+            requests=self._requests + (self._client.requests if self._client else 0),
+        )
 
     # ----------------------------------------------------------------- loop
 
@@ -265,26 +202,8 @@ class CoordinatorSync:
         await asyncio.sleep(delay)
 
     def _connect(self) -> JenkinsClient:
-        if self._client is not None:
-            return self._client
-        sec = self.section
-        token = None
-        if sec.token_file is not None:
-            try:
-                token = read_token(sec.token_file, self._config_dir)
-            except CredentialError as exc:
-                raise JenkinsError(Failure.CONFIG, str(exc)) from exc
-        context: ssl.SSLContext | bool = sec.verify
-        if sec.verify and sec.ca_file is not None:
-            try:
-                context = ssl.create_default_context(cafile=sec.ca_file)
-            except (OSError, ssl.SSLError) as exc:
-                raise JenkinsError(
-                    Failure.CONFIG, f"cannot load ca_file {sec.ca_file}: {exc}"
-                ) from exc
-        self._client = JenkinsClient(
-            sec.url, self.node, user=sec.user, token=token, timeout=sec.timeout, ssl_context=context
-        )
+        if self._client is None:
+            self._client = client_for(self.section, self.node, self._config_dir)
         return self._client
 
     # -------------------------------------------------------- reconciliation
@@ -333,24 +252,8 @@ class CoordinatorSync:
             if self._in_sync(rid):
                 self._dirty.discard(rid)
 
-    def _values(self, res: Resource, belief: Belief) -> dict[str, str]:
-        # A post cannot remove a metadata value: one that vanished becomes "".
-        values = {name: "" for name in belief.values if name not in res.metadata}
-        values.update(res.metadata)
-        return values
-
     def _pending_value(self, rid: str) -> Post | None:
-        """What to post for ``rid``, or None if Jenkins has it (or refused it as it is)."""
-        res = self._want.get(rid)
-        if res is None:
-            return None
-        belief = self._belief.setdefault(rid, Belief())
-        values = self._values(res, belief)
-        if belief.registered and belief.description == describe(res) and belief.values == values:
-            return None
-        # ``enabled`` goes along only when Jenkins' value is unknown (a new resource).
-        value = resource_value(res, values, res.available if belief.enabled is None else None)
-        return None if value == belief.rejected else Post(rid, value, values)
+        return plan.pending_post(rid, self._want.get(rid), self._belief.setdefault(rid, Belief()))
 
     async def _post(self, client: JenkinsClient, posts: list[Post]) -> None:
         try:
@@ -378,61 +281,12 @@ class CoordinatorSync:
             return
         self._check_saved(answer, "a metadata update")
         for post in posts:
-            belief = self._belief[post.rid]
-            belief.registered = True
-            belief.rejected = None
-            belief.description = post.value["description"]
-            belief.values = post.values
-            if "enabled" in post.value:
-                belief.enabled = post.value["enabled"]
+            plan.apply_post(self._belief[post.rid], post)
 
-    def _commands(self, rid: str) -> list[Command]:
-        """The httpcli commands that bring Jenkins' enabled flag and hold in line."""
-        belief = self._belief.get(rid)
-        if belief is None or not belief.registered:
-            return []
-        res = self._want.get(rid)
-        out: list[Command] = []
-        enabled = res is not None and res.available
-        if belief.enabled is not enabled:
-            out.append(Command("enable" if enabled else "disable", {}, enabled=enabled))
-        hold = res.hold if res is not None else None
-        if hold is None:
-            if belief.hold is not None:
-                out.append(self._end_command(rid, belief))
-        elif hold.kind is not belief.hold or (
-            belief.holder is not None and belief.holder != hold.holder
-        ):
-            who, info = holder_name(hold.holder), client_info(hold.holder)
-            if hold.kind is HoldKind.RESERVED:
-                params = {"reservedBy": who, "clientInfo": info}
-                out.append(Command("reserveResource", params, hold=hold))
-            else:
-                params = {"lockedBy": who, "clientInfo": info}
-                out.append(Command("lockResource", params, hold=hold))
-        return out
-
-    def _end_command(self, rid: str, belief: Belief) -> Command:
-        ended = self._ended.get(rid)
-        if ended is not None and belief.holder is not None:
-            if (
-                belief.holder == ended.hold.holder
-                and ended.reason == "reservation expired"
-                and belief.hold is HoldKind.RESERVED
-            ):
-                return Command("expireReservation", {}, clears=True)
-            # The holder released it: its own Jenkins ignores this, the others clear it.
-            # The same system, not the same holder: Jenkins reserves as the task and
-            # locks as the build, and a lock and release in one batch leave this
-            # coordinator believing in the reservation. That Jenkins keeps its own
-            # copy itself; clearing it on the agent's authority could wipe the next
-            # reservation it has just taken.
-            if ended.reason == "released" and belief.holder.id == ended.hold.holder.id:
-                info = client_info(ended.hold.holder)
-                return Command("releaseResource", {"clientInfo": info}, clears=True)
-        # Forced, lease expired, or a hold only Jenkins believed in: the agent
-        # clears it everywhere, on its own authority.
-        return Command("releaseResource", {"clientInfo": client_info(self._own)}, clears=True)
+    def _commands(self, rid: str) -> list[plan.Command]:
+        return plan.commands(
+            self._want.get(rid), self._belief.get(rid), self._ended.get(rid), self._own
+        )
 
     async def _send_commands(self, client: JenkinsClient, rid: str) -> None:
         for cmd in self._commands(rid):
@@ -452,13 +306,7 @@ class CoordinatorSync:
                 self._note_error(err)
                 log.error("coordinator %s rejected %s on %s: %s", self.section.url,
                           cmd.name, rid, err.message)  # fmt: skip
-            belief = self._belief[rid]
-            if cmd.enabled is not None:
-                belief.enabled = cmd.enabled
-            if cmd.clears:
-                belief.hold = belief.holder = None
-            if cmd.hold is not None:
-                belief.hold, belief.holder = cmd.hold.kind, cmd.hold.holder
+            plan.apply_command(self._belief[rid], cmd)
 
     def _check_saved(self, answer: Answer, what: str) -> None:
         if answer.unsaved:
@@ -468,14 +316,14 @@ class CoordinatorSync:
                         self.section.url, what, answer.message)  # fmt: skip
 
     def _note_error(self, err: JenkinsError) -> None:
-        self._last_error = {"at": _iso(time.time()), "kind": err.kind.value, "message": err.message}
+        self._last_error = SyncError(time.time(), err.kind, err.message)
 
     def _in_sync(self, rid: str) -> bool:
         return self._pending_value(rid) is None and not self._commands(rid)
 
 
-class Coordinators:
-    """Every configured coordinator's sync, started and stopped together (a Component)."""
+class Coordinators(Service):
+    """Every configured coordinator's sync, started and stopped together."""
 
     def __init__(self, syncs: list[CoordinatorSync]) -> None:
         self.syncs = syncs
@@ -489,10 +337,10 @@ class Coordinators:
         """Stop every sync (together: each may drain for a moment)."""
         await asyncio.gather(*(sync.stop() for sync in self.syncs))
 
-    def status(self) -> list[dict[str, Any]]:
+    def status(self) -> list[SyncStatus]:
         """Each coordinator's status, for ``GET /api/coordinators``."""
         return [s.status() for s in self.syncs]
 
-    def states(self) -> list[SyncState]:
-        """Each coordinator's state alone (cheap: no status document is built)."""
-        return [s.state for s in self.syncs]
+    def health(self) -> list[bool]:
+        """Whether each coordinator is healthy (cheap: no status is built)."""
+        return [s.state in HEALTHY for s in self.syncs]

@@ -35,9 +35,11 @@ import random
 import re
 from collections.abc import Iterable, Mapping
 
-from agent.config import ID_PATTERN, AdbSection, parse_hostport
+from agent.config import AdbSection, parse_hostport
 from agent.discovery.adb_host import AdbHost, AdbHostError
 from agent.discovery.inventory import AdbFacts, Inventory
+from agent.lifecycle import Service
+from agent.model import ID_PATTERN, AdbState
 
 log = logging.getLogger(__name__)
 
@@ -139,7 +141,7 @@ class _Phone:
         self.ready = asyncio.Event()  # first report made in this state
 
 
-class AdbSource:
+class AdbSource(Service):
     """Follows the adb server's device list and reports it to the inventory."""
 
     def __init__(
@@ -176,7 +178,9 @@ class AdbSource:
         try:
             async with asyncio.timeout(self._startup_timeout):
                 await self._attempted.wait()
-                waiting = [p.ready.wait() for p in self._phones.values() if p.state == "device"]
+                waiting = [
+                    p.ready.wait() for p in self._phones.values() if p.state == AdbState.DEVICE
+                ]
                 await asyncio.gather(*waiting)
         except TimeoutError:
             log.warning(
@@ -278,7 +282,7 @@ class AdbSource:
             _cancel(phone)
             phone.state = state
             phone.ready = asyncio.Event()
-            if state == "device":
+            if state == AdbState.DEVICE:
                 phone.watcher = asyncio.create_task(self._watch(phone), name=f"adb-{serial}")
             else:
                 self._report(phone)
@@ -307,7 +311,7 @@ class AdbSource:
         """Recheck the list now and then while a TCP phone is usable (see the module doc)."""
         while True:
             await asyncio.sleep(self._tcp_recheck)
-            if any(p.state == "device" and is_remote(s) for s, p in self._phones.items()):
+            if any(p.state == AdbState.DEVICE and is_remote(s) for s, p in self._phones.items()):
                 self._recheck()
 
     def _recheck(self) -> None:

@@ -21,6 +21,8 @@ import asyncio
 import logging
 from collections.abc import AsyncGenerator
 
+from agent.model import AdbState
+
 log = logging.getLogger(__name__)
 
 CONNECT_TIMEOUT = 5.0
@@ -47,8 +49,8 @@ def parse_device_list(text: str) -> list[tuple[str, str]]:
         if not tab or not serial or not state:
             log.warning("adb server listed a malformed device line: %r", line[:200])
             continue
-        if state.startswith("no permissions"):
-            state = "no permissions"
+        if state.startswith(AdbState.NO_PERMISSIONS):
+            state = AdbState.NO_PERMISSIONS
         devices.append((serial, state))
     return devices
 

@@ -13,37 +13,25 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Protocol
 
+from agent.discovery import FactSink
 from agent.discovery.match import FASTBOOT_HEALTH
-from agent.model import Description, Kind
+from agent.model import AdbState, Description, Kind
 
 log = logging.getLogger(__name__)
 
 # adb's state words, and what each means for a person looking at the phone.
-ADB_HEALTH = {
-    "unauthorized": "accept the USB debugging prompt on the phone",
-    "offline": "adb reports the phone offline; replug it or restart adb",
-    "recovery": "the phone is in recovery mode",
-    "sideload": "the phone is in sideload mode",
-    "bootloader": FASTBOOT_HEALTH,  # the same words as udev's fastboot interface
-    "authorizing": "adb is still authorizing the phone",
-    "connecting": "adb is still connecting to the phone",
-    "no permissions": "no permission to open the USB device; check the udev rules",
+ADB_HEALTH: dict[str, str] = {
+    AdbState.UNAUTHORIZED: "accept the USB debugging prompt on the phone",
+    AdbState.OFFLINE: "adb reports the phone offline; replug it or restart adb",
+    AdbState.RECOVERY: "the phone is in recovery mode",
+    AdbState.RESCUE: "the phone is in rescue mode",
+    AdbState.SIDELOAD: "the phone is in sideload mode",
+    AdbState.BOOTLOADER: FASTBOOT_HEALTH,  # the same words as udev's fastboot interface
+    AdbState.AUTHORIZING: "adb is still authorizing the phone",
+    AdbState.CONNECTING: "adb is still connecting to the phone",
+    AdbState.NO_PERMISSIONS: "no permission to open the USB device; check the udev rules",
 }
-
-
-class FactSink(Protocol):
-    """Where resolved facts go (the Authority)."""
-
-    def describe(self, desc: Description) -> None:
-        """The resource is present, described so."""
-
-    def vanish(self, resource_id: str) -> None:
-        """The resource is no longer seen."""
-
-    def set_health(self, resource_id: str, reason: str | None) -> None:
-        """The resource is unusable (reason) or usable (None)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,7 +53,7 @@ class AdbFacts:
     """One device as the adb server lists it."""
 
     serial: str
-    state: str
+    state: str  # adb's word: an AdbState, or a word newer than this agent
     name: str = ""
     metadata: Mapping[str, str] = field(default_factory=dict)
 
@@ -217,7 +205,7 @@ class Inventory:
         if adb is not None:
             metadata.update(adb.metadata)
             metadata["adb-state"] = adb.state
-            if health is None and adb.state != "device":
+            if health is None and adb.state != AdbState.DEVICE:
                 health = ADB_HEALTH.get(adb.state, f"adb reports the state {adb.state!r}")
         elif health is None and usb is not None and usb.kind is Kind.ANDROID and self._adb_enabled:
             health = (

@@ -24,12 +24,11 @@ import string
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
-from typing import TYPE_CHECKING
+from typing import Literal
 
-from agent.model import Kind
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-if TYPE_CHECKING:
-    from agent.config import MatchRule
+from agent.model import Kind, check_metadata_name
 
 # USB interface class/subclass/protocol triples in udev's ID_USB_INTERFACES.
 ADB_INTERFACE = ":ff4201:"
@@ -67,6 +66,50 @@ HEX_KEYS = frozenset(
 _KEY = re.compile(r"^@?(?:[A-Za-z0-9_.]+|ATTR\{[A-Za-z0-9_.:-]+\})$")
 _ATTR = re.compile(r"^ATTR\{(.+)\}$")
 _FIELD = re.compile(r"^[A-Za-z0-9_.-]+$")
+
+
+class MatchRule(BaseModel):
+    """``[[match]]``: which USB devices become resources, and how they are named.
+
+    ``when`` maps udev properties (``ID_VENDOR_ID``), sysfs attributes
+    (``ATTR{product}``) and ancestors' (``@ID_PATH``) to glob patterns (see the
+    module docstring). ``name``, ``description`` and ``metadata`` values are
+    templates: ``{ID_SERIAL_SHORT}``, ``{product}``, ``{usb-port}``...
+    """
+
+    model_config = ConfigDict(strict=True, extra="forbid", frozen=True)
+
+    kind: Literal["android", "usb", "ignore"]
+    when: dict[str, str] = Field(min_length=1)
+    name: str | None = None
+    description: str | None = None
+    metadata: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("when")
+    @classmethod
+    def _check_when(cls, value: dict[str, str]) -> dict[str, str]:
+        for key, pattern in value.items():
+            check_key(key)
+            try:
+                check_pattern(pattern)
+            except ValueError as exc:
+                raise ValueError(f"{key}: {exc}") from exc
+        return value
+
+    @field_validator("name", "description")
+    @classmethod
+    def _check_template(cls, value: str | None) -> str | None:
+        if value is not None:
+            template_fields(value)
+        return value
+
+    @field_validator("metadata")
+    @classmethod
+    def _check_metadata(cls, value: dict[str, str]) -> dict[str, str]:
+        for name, template in value.items():
+            check_metadata_name(name)
+            template_fields(template)
+        return value
 
 
 @dataclass(frozen=True, slots=True)

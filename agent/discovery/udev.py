@@ -26,14 +26,22 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from agent.config import ID_PATTERN, MatchRule
 from agent.discovery.inventory import Inventory, UsbFacts
-from agent.discovery.match import DeviceInfo, Verdict, classify, needs_ancestors, render
+from agent.discovery.match import (
+    MatchRule,
+    Verdict,
+    classify,
+    needs_ancestors,
+    render,
+)
+from agent.discovery.sysfs import device_info
 from agent.discovery.usb import BusAddress, read_descriptors
+from agent.lifecycle import Service
+from agent.model import ID_PATTERN
 
 log = logging.getLogger(__name__)
 
@@ -141,36 +149,7 @@ def to_facts(seen: Seen) -> UsbFacts:
     )
 
 
-class _Attributes(Mapping[str, str]):
-    """A device's sysfs attributes, read only when asked for."""
-
-    def __init__(self, device: Any) -> None:
-        self._attrs = device.attributes
-
-    def __getitem__(self, name: str) -> str:
-        try:
-            return str(self._attrs.asstring(name))
-        except (KeyError, OSError, UnicodeDecodeError) as exc:
-            raise KeyError(name) from exc
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(list(self._attrs.available_attributes))
-
-    def __len__(self) -> int:
-        return len(list(self._attrs.available_attributes))
-
-
-def device_info(device: Any, ancestors: bool) -> DeviceInfo:
-    """What the match rules see of a pyudev device (its ancestors too if asked)."""
-    up = (
-        [DeviceInfo(dict(a.properties), _Attributes(a)) for a in device.ancestors]
-        if ancestors
-        else []
-    )
-    return DeviceInfo(dict(device.properties), _Attributes(device), up)
-
-
-class UdevSource:
+class UdevSource(Service):
     """Feeds the inventory with the USB devices udev sees (a daemon Component)."""
 
     def __init__(self, inventory: Inventory, rules: Sequence[MatchRule]) -> None:

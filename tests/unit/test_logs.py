@@ -1,11 +1,11 @@
-"""agent.logs: the journald line format."""
+"""agent.systemd.logs: the journald line format."""
 
 from __future__ import annotations
 
 import logging
 import sys
 
-from agent.logs import JournalFormatter
+from agent.systemd.logs import JournalFormatter
 
 
 def test_every_line_of_a_traceback_carries_the_priority() -> None:

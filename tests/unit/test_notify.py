@@ -1,4 +1,4 @@
-"""agent.notify: the sd_notify client, against a real datagram socket."""
+"""agent.systemd.notify: the sd_notify client, against a real datagram socket."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from agent.notify import Notifier
+from agent.systemd.notify import Notifier
 
 
 def test_silent_without_notify_socket() -> None:
@@ -50,7 +50,7 @@ def test_watchdog_off(env: dict[str, str]) -> None:
 
 def test_unreachable_manager_warns_once(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     notifier = Notifier({"NOTIFY_SOCKET": str(tmp_path / "nobody")})
-    with caplog.at_level(logging.WARNING, logger="agent.notify"):
+    with caplog.at_level(logging.WARNING, logger="agent.systemd.notify"):
         notifier.watchdog()
         notifier.watchdog()
     assert [r.getMessage() for r in caplog.records] == [
@@ -76,7 +76,7 @@ def test_status_and_watchdog_never_wait_for_a_manager_that_is_behind(
                 notifier.watchdog()
             finished.set()
 
-        with caplog.at_level(logging.WARNING, logger="agent.notify"):
+        with caplog.at_level(logging.WARNING, logger="agent.systemd.notify"):
             thread = threading.Thread(target=flood, daemon=True)
             thread.start()
             finished.wait(30)

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from agent.model import (
+    MAX_SECONDS,
     Code,
     Description,
     Event,
@@ -21,7 +22,7 @@ from agent.model import (
     Refused,
     Resource,
 )
-from agent.registry import MAX_SECONDS, Registry, new_key
+from agent.registry import Registry, new_key
 
 GRACE = 30.0
 QUEUED = Holder("http://jenkins.example:8080/", "http://jenkins.example:8080/queue/item/7/")

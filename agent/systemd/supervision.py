@@ -13,18 +13,18 @@ import asyncio
 import contextlib
 from collections.abc import Callable, Iterable, Sequence
 
-from agent.coordinator.sync import HEALTHY
 from agent.events import EventBus
+from agent.lifecycle import Service
 from agent.model import Event, HoldKind, Resource
-from agent.notify import Notifier
+from agent.systemd.notify import Notifier
 
 REFRESH = 2.0  # seconds between status recomputations for coordinator health
 
 
-def status_line(resources: Iterable[Resource], coordinators: Sequence[str]) -> str:
+def status_line(resources: Iterable[Resource], coordinators: Sequence[bool]) -> str:
     """For example ``12 resources, 3 locked, 2 coordinators ok``.
 
-    ``coordinators`` holds each coordinator sync's state.
+    ``coordinators`` holds whether each coordinator's sync is healthy.
     """
     total = locked = reserved = unusable = 0
     for res in resources:
@@ -47,45 +47,55 @@ def status_line(resources: Iterable[Resource], coordinators: Sequence[str]) -> s
     return ", ".join(parts)
 
 
-def _coordinators_part(states: Sequence[str]) -> str:
-    if not states:
+def _coordinators_part(healthy: Sequence[bool]) -> str:
+    if not healthy:
         return "no coordinators"
-    ok = sum(state in HEALTHY for state in states)
-    noun = "coordinator" if len(states) == 1 else "coordinators"
-    return f"{ok} {noun} ok" if ok == len(states) else f"{ok} of {len(states)} {noun} ok"
+    ok = sum(healthy)
+    noun = "coordinator" if len(healthy) == 1 else "coordinators"
+    return f"{ok} {noun} ok" if ok == len(healthy) else f"{ok} of {len(healthy)} {noun} ok"
 
 
-class Supervision:
+class Supervision(Service):
     """Keeps the service manager informed; does nothing outside systemd."""
 
     def __init__(
         self,
         notifier: Notifier,
+        bus: EventBus,
         resources: Callable[[], Iterable[Resource]],
+        coordinators: Callable[[], Sequence[bool]],
     ) -> None:
+        # coordinators(): whether each coordinator's sync is healthy.
         self._notifier = notifier
+        self._bus = bus
         self._resources = resources
-        self._coordinators: Callable[[], Sequence[str]] = tuple
+        self._coordinators = coordinators
         self._tasks: list[asyncio.Task[None]] = []
         self._unsubscribe: Callable[[], None] | None = None
         self._pending = False
         self._ready = False
+        self._stopping_sent = False
         self._last_status = ""
 
-    def start(self, bus: EventBus) -> None:
+    async def start(self) -> None:
         """Begin the watchdog pings and follow the bus for status changes."""
-        if not self._notifier.enabled:
-            return
-        loop = asyncio.get_running_loop()
-        interval = self._notifier.watchdog_interval
-        if interval is not None:
-            self._tasks.append(loop.create_task(self._ping(interval)))
-        self._tasks.append(loop.create_task(self._refresh()))
-        self._unsubscribe = bus.subscribe(self._on_event)
+        if self._notifier.enabled:
+            loop = asyncio.get_running_loop()
+            interval = self._notifier.watchdog_interval
+            if interval is not None:
+                self._tasks.append(loop.create_task(self._ping(interval)))
+            self._tasks.append(loop.create_task(self._refresh()))
+            self._unsubscribe = self._bus.subscribe(self._on_event)
 
-    def follow_coordinators(self, states: Callable[[], Sequence[str]]) -> None:
-        """Report the coordinators' health from ``states`` (each sync's state)."""
-        self._coordinators = states
+    async def stop(self) -> None:
+        """End the watchdog pings (the very last thing before exit)."""
+        self.stopping()
+        for task in self._tasks:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._tasks.clear()
+        self._notifier.close()
 
     def ready(self) -> None:
         """State restored and the listener bound: READY=1 with the first status."""
@@ -94,21 +104,14 @@ class Supervision:
         self._notifier.ready(self._last_status)
 
     def stopping(self) -> None:
-        """Shutdown begins: STOPPING=1, and no more status updates."""
-        self._ready = False
+        """Shutdown begins: STOPPING=1 (once), and no more status updates."""
         if self._unsubscribe is not None:
             self._unsubscribe()
             self._unsubscribe = None
-        self._notifier.stopping()
-
-    async def stop(self) -> None:
-        """End the watchdog pings (the very last thing before exit)."""
-        for task in self._tasks:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-        self._tasks.clear()
-        self._notifier.close()
+        if not self._stopping_sent:
+            self._notifier.stopping()
+            self._stopping_sent = True
+        self._ready = False
 
     def _status(self) -> str:
         return status_line(self._resources(), self._coordinators())

@@ -1,0 +1,75 @@
+"""What the REST API accepts: one pydantic model per request body.
+
+Strict types (``"60"`` is not a number), unknown fields refused, durations
+bounded; the OpenAPI document takes its request schemas from these models, so
+what it says is exactly what is checked.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from agent.model import MAX_SECONDS
+
+Seconds = Annotated[float, Field(gt=0, le=MAX_SECONDS)]
+
+
+class Body(BaseModel):
+    """A request body: strict, closed, immutable."""
+
+    model_config = ConfigDict(strict=True, extra="forbid", frozen=True)
+
+
+class ReserveBody(Body):
+    """``reserve``: seconds until the reservation lapses; who holds it (a person, a script)."""
+
+    timeout: Seconds = Field(default=300.0, description="Seconds until it expires.")
+    holder: str | None = Field(default=None, description="Who (default api@<address>).")
+
+
+class LockBody(Body):
+    """``lock``: the reservation's key (none: lock a free resource), an optional lease."""
+
+    key: str | None = Field(default=None, description="The reservation's key; omit on free.")
+    lease: Seconds | None = Field(
+        default=None, description="Seconds until the lock expires; omit: never."
+    )
+    holder: str | None = None
+
+
+class ReleaseBody(Body):
+    """``release``: the hold's key, or ``force`` to end anyone's hold."""
+
+    key: str | None = None
+    force: bool = Field(
+        default=False, description="Release whoever holds it (administrators); key not needed."
+    )
+
+
+class RenewBody(Body):
+    """``renew``: the hold's key and, optionally, a new length in seconds."""
+
+    key: str
+    lease: Seconds | None = Field(default=None, description="New length; omit: its own length.")
+
+
+class DisableBody(Body):
+    """``disable``: why, for the people who will wonder."""
+
+    reason: str = ""
+
+
+class EmptyBody(Body):
+    """``enable``: no fields; anything sent is refused as unknown."""
+
+
+BODIES: tuple[type[BaseModel], ...] = (
+    ReserveBody,
+    LockBody,
+    ReleaseBody,
+    RenewBody,
+    DisableBody,
+    EmptyBody,
+)

@@ -1,0 +1,257 @@
+"""What the REST API answers, as pydantic models: the one statement of every answer's shape.
+
+Handlers build these and dump them; ``openapi.py`` takes its component schemas
+from them, so the document cannot drift from the answers. Every model is
+closed (``additionalProperties: false``) and every field is always present.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from agent.coordinator.jenkins import Failure
+from agent.coordinator.status import SyncError, SyncState, SyncStatus
+from agent.model import (
+    Code,
+    EndReason,
+    HistoryEntry,
+    Hold,
+    Holder,
+    HoldKind,
+    Kind,
+    Resource,
+    ResourceState,
+    isotime,
+    maybe_isotime,
+)
+
+IsoTime = Annotated[
+    str, Field(json_schema_extra={"format": "date-time"}, description="ISO 8601 with UTC offset")
+]
+CODE_TABLE = "; ".join(f"{int(c)} {c.name}" for c in Code)
+
+
+class Out(BaseModel):
+    """An answer: closed, and built from trusted values."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class HolderOut(Out):
+    """Who holds a resource."""
+
+    id: str = Field(description="The system: a Jenkins root URL, or the agent's identity.")
+    url: str = Field(description="Who in it: a task or build URL, or user@host.")
+
+    @classmethod
+    def of(cls, holder: Holder) -> HolderOut:
+        """The holder as the API shows it."""
+        return cls.model_construct(id=holder.id, url=holder.url)
+
+
+class HoldOut(Out):
+    """A hold as everyone sees it: never the key."""
+
+    kind: HoldKind
+    holder: HolderOut
+    since: IsoTime
+    expires: IsoTime | None = Field(
+        description="Reservation deadline or lease end; null for a lock without lease."
+    )
+
+    @classmethod
+    def of(cls, hold: Hold) -> HoldOut:
+        """The hold without its key."""
+        return cls.model_construct(
+            kind=hold.kind,
+            holder=HolderOut.of(hold.holder),
+            since=isotime(hold.since),
+            expires=maybe_isotime(hold.expires),
+        )
+
+
+class HoldWithKey(HoldOut):
+    """A hold as its taker sees it, with the key."""
+
+    key: str = Field(description="The capability to lock or release.")
+
+    @classmethod
+    def of(cls, hold: Hold) -> HoldWithKey:
+        """The hold with its key: only ever for whoever took it."""
+        return cls.model_construct(**dict(HoldOut.of(hold)), key=hold.key)
+
+
+class ResourceOut(Out):
+    """A resource as the API lists it."""
+
+    id: str
+    name: str
+    kind: Kind
+    description: str
+    state: ResourceState = Field(description="The hold, else why it cannot be held, else free.")
+    enabled: bool
+    disabled_reason: str
+    present: bool = Field(description="Seen by its source right now.")
+    gone: bool = Field(description="Absent for the whole grace period.")
+    health: str | None = Field(description="Null when usable, else why not.")
+    holder: HoldOut | None
+    metadata: dict[str, str]
+
+    @classmethod
+    def of(cls, res: Resource) -> ResourceOut:
+        """The resource as the API shows it."""
+        return cls.model_construct(
+            id=res.id,
+            name=res.name,
+            kind=res.kind,
+            description=res.description,
+            state=res.state,
+            enabled=res.enabled,
+            disabled_reason=res.disabled_reason,
+            present=res.present,
+            gone=res.gone,
+            health=res.health,
+            holder=HoldOut.of(res.hold) if res.hold is not None else None,
+            metadata=dict(res.metadata),
+        )
+
+
+class ResourceList(Out):
+    """Every resource, sorted by id."""
+
+    resources: list[ResourceOut]
+
+
+class HoldAnswer(Out):
+    """A hold taken or renewed: the resource now, and the hold with its key."""
+
+    resource: ResourceOut
+    hold: HoldWithKey
+
+
+class ReleaseAnswer(Out):
+    """A hold ended: the resource now, and the hold that ended."""
+
+    resource: ResourceOut
+    released: HoldOut
+
+
+class HistoryEntryOut(Out):
+    """One past or current hold."""
+
+    kind: HoldKind
+    holder: HolderOut
+    reserved_at: IsoTime | None
+    locked_at: IsoTime | None
+    ended_at: IsoTime | None = Field(description="Null while the hold lasts.")
+    end_reason: EndReason | None
+
+    @classmethod
+    def of(cls, entry: HistoryEntry) -> HistoryEntryOut:
+        """One history entry as the API shows it."""
+        return cls.model_construct(
+            kind=entry.kind,
+            holder=HolderOut.of(entry.holder),
+            reserved_at=maybe_isotime(entry.reserved_at),
+            locked_at=maybe_isotime(entry.locked_at),
+            ended_at=maybe_isotime(entry.ended_at),
+            end_reason=entry.end_reason,
+        )
+
+
+class History(Out):
+    """A resource's holds, newest first."""
+
+    history: list[HistoryEntryOut]
+
+
+class Health(Out):
+    """Liveness and a summary."""
+
+    status: Literal["ok"]
+    resources: int = Field(ge=0)
+    held: int = Field(ge=0)
+
+
+class SyncErrorOut(Out):
+    """The last thing that went wrong with a coordinator."""
+
+    at: IsoTime
+    kind: Failure
+    message: str = Field(description="What to fix, if anything.")
+
+    @classmethod
+    def of(cls, err: SyncError) -> SyncErrorOut:
+        """The error as the API shows it."""
+        return cls.model_construct(at=isotime(err.at), kind=err.kind, message=err.message)
+
+
+class CoordinatorOut(Out):
+    """One Jenkins controller the agent keeps informed, and how that goes."""
+
+    url: str = Field(description="The Jenkins root URL.")
+    node: str = Field(description="The Jenkins node the resources are on.")
+    tree: str = Field(description="The metadata tree holding them.")
+    state: SyncState = Field(
+        description="starting and reconciling: reading Jenkins' state; syncing: sending "
+        "changes; retrying: a transient failure, backing off; failing: a configuration "
+        "problem (credentials, permission, node), retried slowly."
+    )
+    pending: int = Field(ge=0, description="Resources with changes Jenkins has not taken yet.")
+    last_success: IsoTime | None = Field(description="Last round that went through.")
+    last_error: SyncErrorOut | None
+    next_retry: IsoTime | None
+    consecutive_failures: int = Field(ge=0)
+    requests: int = Field(ge=0, description="Requests sent so far.")
+
+    @classmethod
+    def of(cls, status: SyncStatus) -> CoordinatorOut:
+        """A sync's status as the API shows it."""
+        return cls.model_construct(
+            url=status.url,
+            node=status.node,
+            tree=status.tree,
+            state=status.state,
+            pending=status.pending,
+            last_success=maybe_isotime(status.last_success),
+            last_error=SyncErrorOut.of(status.last_error) if status.last_error else None,
+            next_retry=maybe_isotime(status.next_retry),
+            consecutive_failures=status.consecutive_failures,
+            requests=status.requests,
+        )
+
+
+class Coordinators(Out):
+    """Every configured coordinator; empty when none is."""
+
+    coordinators: list[CoordinatorOut]
+
+
+class ErrorDetail(Out):
+    """What went wrong."""
+
+    code: int = Field(
+        json_schema_extra={"enum": [int(c) for c in Code if c is not Code.OK]},
+        description=f"Stable refusal code: {CODE_TABLE}.",
+    )
+    message: str = Field(description="What is wrong, for people.")
+
+
+class Error(Out):
+    """Every /api/ error."""
+
+    error: ErrorDetail
+
+
+ANSWERS: tuple[type[BaseModel], ...] = (
+    ResourceList,
+    ResourceOut,
+    HoldAnswer,
+    ReleaseAnswer,
+    History,
+    Health,
+    Coordinators,
+    Error,
+)

@@ -1,0 +1,7 @@
+"""Helpers shared by the suite: no test module imports another, they all import from here.
+
+``clock`` (a fake clock), ``holders`` (the clientInfo values tests use),
+``waiting`` (polling until something is true, sync and async), ``net`` (free
+ports), ``tomlfile`` (config files through tomli-w), ``core`` (the agent's real
+core built with ``build_core``, as the daemon builds it).
+"""

@@ -1,0 +1,26 @@
+"""The agent's real core for in-process tests: built by ``build_core``, as the daemon does."""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+
+from agent.core import Core, build_core
+
+
+def _fail(exc: BaseException) -> None:
+    raise AssertionError(f"the store failed: {exc}")
+
+
+@contextlib.asynccontextmanager
+async def core_harness(
+    state_dir: Path,
+    clock: Callable[[], float] = time.time,
+    grace: float = 30.0,
+    on_fatal: Callable[[BaseException], None] = _fail,
+) -> AsyncIterator[Core]:
+    """The core on ``state_dir``; a failed commit fails the test unless ``on_fatal`` says else."""
+    async with build_core(state_dir, clock=clock, on_fatal=on_fatal, grace=grace) as core:
+        yield core
