@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from agent.model import MAX_SECONDS
 
@@ -42,10 +42,25 @@ class LockBody(Body):
 class ReleaseBody(Body):
     """``release``: the hold's key, or ``force`` to end anyone's hold."""
 
+    model_config = ConfigDict(
+        json_schema_extra={
+            "anyOf": [
+                {"required": ["key"], "properties": {"key": {"type": "string"}}},
+                {"required": ["force"], "properties": {"force": {"const": True}}},
+            ]
+        }
+    )
+
     key: str | None = None
     force: bool = Field(
         default=False, description="Release whoever holds it (administrators); key not needed."
     )
+
+    @model_validator(mode="after")
+    def _key_or_force(self) -> ReleaseBody:
+        if self.key is None and not self.force:
+            raise ValueError("key: required unless force is true")
+        return self
 
 
 class RenewBody(Body):

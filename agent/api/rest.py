@@ -95,9 +95,10 @@ async def _body(request: web.Request, model: type[B]) -> B:
         return model.model_validate(data)
     except ValidationError as exc:
         err = exc.errors()[0]
-        field = ".".join(str(p) for p in err["loc"]) or "body"
+        field = ".".join(str(p) for p in err["loc"])
         msg = "unknown field" if err["type"] == "extra_forbidden" else err["msg"]
-        raise ApiError(Code.INVALID_ARGUMENT, f"{field}: {msg}") from exc
+        msg = msg.removeprefix("Value error, ")  # a rule across fields names its own field
+        raise ApiError(Code.INVALID_ARGUMENT, f"{field}: {msg}" if field else msg) from exc
 
 
 def _holder(request: web.Request, who: str | None) -> Holder:
@@ -177,8 +178,6 @@ async def lock(request: web.Request) -> web.Response:
 async def release(request: web.Request) -> web.Response:
     """Release with the key, or any hold with ``force``."""
     body = await _body(request, ReleaseBody)
-    if body.key is None and not body.force:
-        raise ApiError(Code.INVALID_ARGUMENT, "key: required unless force is true")
     hold = await request.app[AUTHORITY].release(request.match_info["id"], body.key, body.force)
     res = request.app[AUTHORITY].registry.get(request.match_info["id"])
     return answer(
