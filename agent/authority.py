@@ -14,7 +14,7 @@ import logging
 from collections.abc import Callable, Sequence
 
 from agent.events import EventBus
-from agent.model import Description, Event, HistoryEntry, Hold, Holder, Resource
+from agent.model import Description, EndReason, Event, HistoryEntry, Hold, Holder, Resource
 from agent.registry import Registry
 from agent.store import Store
 
@@ -65,9 +65,15 @@ class Authority:
         await self._commit(events)
         return hold
 
-    async def release(self, resource_id: str, key: str | None, force: bool = False) -> Hold:
+    async def release(
+        self,
+        resource_id: str,
+        key: str | None,
+        force: bool = False,
+        ended: EndReason | None = None,
+    ) -> Hold:
         """Release; durable on return. Answers the hold that ended."""
-        hold, events = self.registry.release(resource_id, key, force)
+        hold, events = self.registry.release(resource_id, key, force, ended)
         await self._commit(events)
         return hold
 
@@ -86,6 +92,16 @@ class Authority:
         """Disable; durable on return."""
         await self._commit(self.registry.disable(resource_id, reason))
         return self.registry.get(resource_id)
+
+    async def provisioned(
+        self, resource_id: str, key: str, failure: str | None, quarantine_after: int
+    ) -> None:
+        """A session's provisioning ended (see Registry.provisioned); durable on return."""
+        await self._commit(self.registry.provisioned(resource_id, key, failure, quarantine_after))
+
+    async def cleaned(self, resource_id: str, failure: str | None) -> None:
+        """A session's teardown ended (see Registry.cleaned); durable on return."""
+        await self._commit(self.registry.cleaned(resource_id, failure))
 
     async def history(self, resource_id: str, limit: int) -> list[HistoryEntry]:
         """Past and present holds of a known resource, newest first."""

@@ -6,6 +6,7 @@ import http.client
 import json
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
 from typing import Any
 from urllib.parse import quote
 
@@ -37,6 +38,20 @@ class Client:
     def post(self, path: str, body: dict[str, Any]) -> Any:
         """POST a JSON body to ``/api/<path>``."""
         return self._call("POST", path, body)
+
+    def stream(self, path: str) -> Iterator[str]:
+        """GET ``/api/<path>`` and yield its text body line by line as it arrives."""
+        req = urllib.request.Request(f"{self.url}/api/{path}")
+        try:
+            # No read timeout: a followed log may be quiet for minutes (a phone booting).
+            with urllib.request.urlopen(req, timeout=None) as resp:
+                for raw in resp:
+                    yield raw.decode("utf-8", errors="replace").rstrip("\n")
+        except urllib.error.HTTPError as exc:
+            raise self._refusal(exc) from exc
+        except (urllib.error.URLError, OSError, http.client.HTTPException) as exc:
+            reason = getattr(exc, "reason", exc)
+            raise Unreachable(f"no agent at {self.url}: {reason}") from exc
 
     def resource_path(self, resource_id: str, action: str = "") -> str:
         """``resources/<id>[/<action>]`` with the id quoted for the URL."""

@@ -26,6 +26,7 @@ from pydantic import (
 from agent.discovery.match import MatchRule
 from agent.discovery.static import StaticResource
 from agent.model import MAX_SECONDS
+from agent.sessions.rules import SessionRule
 
 DEFAULT_CONFIG = Path("/etc/resource-agent/agent.toml")
 SYSTEM_STATE_DIR = Path("/var/lib/resource-agent")
@@ -65,6 +66,8 @@ class AgentSection(_Section):
     state_dir: str | None = None
     identity: str | None = None
     grace_period: Seconds = 30.0
+    # How often locks held by a coordinator's builds are checked against Jenkins.
+    reap_interval: Seconds = 300.0
     log_level: Literal["debug", "info", "warning", "error"] = "info"
 
     @property
@@ -171,6 +174,7 @@ class Settings(_Section):
     coordinator: list[CoordinatorSection] = Field(default_factory=list)
     resource: list[StaticResource] = Field(default_factory=list)
     match: list[MatchRule] = Field(default_factory=list)
+    session: list[SessionRule] = Field(default_factory=list)
 
     @model_validator(mode="after")
     def _check_unique_ids(self) -> Settings:

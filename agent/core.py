@@ -13,6 +13,7 @@ from pathlib import Path
 
 from agent.authority import Authority
 from agent.events import EventBus
+from agent.ledger import no_sessions
 from agent.model import Resource
 from agent.registry import Registry
 from agent.store import Store
@@ -41,11 +42,15 @@ async def build_core(
     clock: Callable[[], float],
     on_fatal: Callable[[BaseException], None],
     grace: float = 30.0,
+    needs_session: Callable[[Resource], bool] = no_sessions,
 ) -> AsyncIterator[Core]:
-    """The core on the database in ``state_dir``; ``on_fatal`` hears of a failed commit."""
+    """The core on the database in ``state_dir``; ``on_fatal`` hears of a failed commit.
+
+    ``needs_session(res)``: whether a lock on ``res`` is provisioned and torn down.
+    """
     store = Store(state_dir / STATE_FILE, clock)
     try:
-        registry = Registry(clock, grace=grace)
+        registry = Registry(clock, grace=grace, needs_session=needs_session)
         registry.restore(store.load())
     except BaseException:
         await store.close()

@@ -19,14 +19,19 @@ from typing import Any
 
 from agent.api.app import make_app, serving
 from agent.config import Settings
+from agent.coordinator.reaper import Reaper
 from agent.coordinator.sync import Coordinators, CoordinatorSync
 from agent.core import Core, build_core
 from agent.discovery.adb import AdbSource
 from agent.discovery.inventory import Inventory
 from agent.discovery.static import StaticSource
 from agent.discovery.udev import UdevSource
+from agent.sessions.journal import Journal
+from agent.sessions.manager import Sessions
+from agent.sessions.rules import rule_for
 from agent.systemd.notify import Notifier
 from agent.systemd.supervision import Supervision
+from agent.waitlist import Waitlist
 
 log = logging.getLogger(__name__)
 
@@ -79,6 +84,7 @@ class Daemon:
                 clock=time.time,
                 on_fatal=self._fatal,
                 grace=settings.agent.grace_period,
+                needs_session=lambda res: rule_for(settings.session, res) is not None,
             ) as core:
                 await self._serve(core)
         except StartFailed:
@@ -103,16 +109,38 @@ class Daemon:
         )
         supervision = Supervision(Notifier(), core.bus, core.snapshot, coordinators.health)
         inventory = Inventory(core.authority, adb_enabled=settings.adb.enabled)
+        sessions = Sessions(
+            core.authority,
+            core.bus,
+            Journal(core.store),
+            settings.session,
+            adb_server=settings.adb.server if settings.adb.enabled else None,
+            identity=identity,
+        )
+        waitlist = Waitlist(core.registry, core.bus)
+        reaper = Reaper(
+            core.authority,
+            settings.coordinator,
+            node=settings.agent.node,
+            interval=settings.agent.reap_interval,
+            config_dir=self.config_dir,
+        )
         async with contextlib.AsyncExitStack() as stack:
             await _enter(stack, supervision, "systemd supervision")
+            # Before the sources: a phase a restart interrupted is finished first.
+            await _enter(stack, sessions, "sessions")
+            await _enter(stack, waitlist, "waitlist")
             await _enter(stack, StaticSource(core.authority, settings.resource), "static resources")
             if settings.udev.enabled:
                 await _enter(stack, UdevSource(inventory, settings.match), "UdevSource")
             if settings.adb.enabled:
                 await _enter(stack, AdbSource(inventory, settings.adb), "AdbSource")
             await _enter(stack, coordinators, "coordinator sync")
+            await _enter(stack, reaper, "stale-lock reaper")
             host, port = settings.server.address
-            app = make_app(core.authority, identity, coordinators)
+            app = make_app(
+                core.authority, identity, coordinators, sessions=sessions, waitlist=waitlist
+            )
             try:
                 await stack.enter_async_context(serving(app, host, port))
             except OSError as exc:

@@ -44,9 +44,34 @@ class ResourceState(enum.StrEnum):
     FREE = "free"
     RESERVED = "reserved"
     LOCKED = "locked"
+    PROVISIONING = "provisioning"  # locked, and being prepared for its holder
+    CLEANING = "cleaning"  # released, and being cleaned before anyone else gets it
     DISABLED = "disabled"
+    QUARANTINED = "quarantined"
     ABSENT = "absent"
     UNHEALTHY = "unhealthy"
+
+
+class Phase(enum.StrEnum):
+    """Where a resource's session is: preparing it for a lock, or cleaning it after one."""
+
+    PROVISIONING = "provisioning"
+    CLEANING = "cleaning"
+
+
+class FaultKind(enum.StrEnum):
+    """Why a resource waits for an administrator (``enable`` clears it)."""
+
+    QUARANTINED = "quarantined"  # provisioning failed too often in a row
+    TEARDOWN_FAILED = "teardown failed"  # not known to be clean
+
+
+@dataclass(frozen=True, slots=True)
+class Fault:
+    """A problem the agent found with a resource that only a person can clear."""
+
+    kind: FaultKind
+    reason: str
 
 
 class Kind(enum.StrEnum):
@@ -108,22 +133,38 @@ class Resource:
     disabled_reason: str = ""
     health: str | None = None
     hold: Hold | None = None
+    phase: Phase | None = None
+    fault: Fault | None = None
+    failures: int = 0  # provisionings failed in a row
 
     @property
     def available(self) -> bool:
-        """What coordinators are told: enabled, not gone and healthy."""
-        return self.enabled and not self.gone and self.health is None
+        """What coordinators are told: enabled, not gone, healthy and without fault."""
+        return self.enabled and not self.gone and self.health is None and self.fault is None
+
+    @property
+    def problem(self) -> str | None:
+        """Why a present resource is unusable: its health, else its fault, else None."""
+        if self.health is not None:
+            return self.health
+        return None if self.fault is None else f"{self.fault.kind.value}: {self.fault.reason}"
 
     @property
     def state(self) -> ResourceState:
         """One word for people and scripts: the hold, else why it can't be held."""
         if self.hold is not None:
+            if self.phase is Phase.PROVISIONING:
+                return ResourceState.PROVISIONING
             return ResourceState(self.hold.kind.value)
+        if self.phase is Phase.CLEANING:
+            return ResourceState.CLEANING
         if not self.enabled:
             return ResourceState.DISABLED
+        if self.fault is not None and self.fault.kind is FaultKind.QUARANTINED:
+            return ResourceState.QUARANTINED
         if not self.present:
             return ResourceState.ABSENT
-        if self.health is not None:
+        if self.problem is not None:
             return ResourceState.UNHEALTHY
         return ResourceState.FREE
 
@@ -153,6 +194,9 @@ class Code(enum.IntEnum):
     NOT_HELD = 8
     INVALID_ARGUMENT = 9
     NO_LEASE = 10
+    CLEANING = 11  # released moments ago and still being cleaned
+    QUARANTINED = 12
+    PROVISIONING_FAILED = 13  # locked, then released: preparing it failed
     # Wire-level problems (REST and CLI only; JSON-RPC has its own error codes).
     MALFORMED_REQUEST = 20
     TOO_LARGE = 21
@@ -182,6 +226,8 @@ class EventType(enum.StrEnum):
     EXPIRED = "expired"  # a reservation or lease ran out
     ENABLED = "enabled"
     DISABLED = "disabled"
+    PROVISIONED = "provisioned"  # the session's provisioning ended (the resource says how)
+    CLEANED = "cleaned"  # the session's teardown ended (the resource says how)
 
 
 HOLD_ENDING = frozenset({EventType.RELEASED, EventType.EXPIRED})
@@ -194,6 +240,8 @@ class EndReason(enum.StrEnum):
     FORCED = "forced"  # by someone else, without the key
     RESERVATION_EXPIRED = "reservation expired"
     LEASE_EXPIRED = "lease expired"
+    PROVISIONING_FAILED = "provisioning failed"  # released by the agent: Lock answered NO
+    BUILD_ENDED = "build ended"  # released by the agent: the holder's build is over
 
 
 @dataclass(frozen=True, slots=True)
@@ -238,6 +286,24 @@ class AdbState(enum.StrEnum):
     HOST = "host"
     DETACHED = "detached"
     UNKNOWN = "unknown"  # also what a word this agent does not know becomes
+
+
+# ------------------------------------------------------------ environment
+
+LOCKED_PREFIX = "MD_EXTERNAL_RESOURCES_LOCKED_"
+_NON_WORD = re.compile(r"\W")
+
+
+def locked_environment(resource_id: str, metadata: Mapping[str, str]) -> dict[str, str]:
+    """A locked resource's environment, named exactly as the Jenkins plugin names it.
+
+    ``MD_EXTERNAL_RESOURCES_LOCKED_ID`` is the id; each metadata value follows
+    under its dotted path in capitals, non-word characters made ``_``
+    (``android.release`` -> ``..._ANDROID_RELEASE``).
+    """
+    env = {LOCKED_PREFIX + _NON_WORD.sub("_", name.upper()): v for name, v in metadata.items()}
+    env[LOCKED_PREFIX + "ID"] = resource_id
+    return env
 
 
 # ------------------------------------------------------------------ times

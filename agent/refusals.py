@@ -8,7 +8,7 @@ from __future__ import annotations
 import math
 from typing import NoReturn
 
-from agent.model import MAX_SECONDS, Code, Hold, Refused, Resource
+from agent.model import MAX_SECONDS, Code, FaultKind, Hold, Phase, Refused, Resource
 
 
 def check_seconds(name: str, value: float) -> None:
@@ -58,10 +58,21 @@ def no_lease(resource_id: str) -> Refused:
 
 
 def check_usable(res: Resource) -> None:
-    """Refuse a new hold on a disabled, absent or unhealthy resource."""
+    """Refuse a new hold on a resource being cleaned, disabled, faulty, absent or unhealthy."""
+    if res.phase is Phase.CLEANING:
+        raise Refused(
+            Code.CLEANING, f"resource {res.id} is being cleaned after its last lock; try again soon"
+        )
     if not res.enabled:
         why = f": {res.disabled_reason}" if res.disabled_reason else ""
         raise Refused(Code.DISABLED, f"resource {res.id} is disabled{why}")
+    if res.fault is not None:
+        code = Code.QUARANTINED if res.fault.kind is FaultKind.QUARANTINED else Code.UNHEALTHY
+        raise Refused(
+            code,
+            f"resource {res.id} is {res.fault.kind.value}: {res.fault.reason} "
+            "(an administrator enables it again)",
+        )
     if not res.present:
         raise Refused(Code.ABSENT, f"resource {res.id} is not connected")
     if res.health is not None:

@@ -12,20 +12,22 @@ from __future__ import annotations
 
 import functools
 import secrets
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import replace
-from typing import Concatenate, NoReturn, ParamSpec, TypeVar
+from typing import Concatenate, ParamSpec, TypeVar
 
 from agent import refusals
-from agent.deadlines import Deadlines
+from agent.ledger import Ledger, no_sessions
 from agent.model import (
-    Description,
     EndReason,
     Event,
     EventType,
+    Fault,
+    FaultKind,
     Hold,
     Holder,
     HoldKind,
+    Phase,
     Refused,
     Resource,
 )
@@ -69,7 +71,7 @@ def _refusal_changes_nothing(
     return run
 
 
-class Registry:
+class Registry(Ledger):
     """Resources and their holds, and every rule about them.
 
     A refused command changes nothing; reading changes nothing.
@@ -80,46 +82,10 @@ class Registry:
         clock: Callable[[], float],
         grace: float = 30.0,
         key_source: Callable[[], str] = new_key,
+        needs_session: Callable[[Resource], bool] = no_sessions,
     ) -> None:
-        self._clock = clock
-        self._grace = grace
+        super().__init__(clock, grace, needs_session)
         self._new_key = key_source
-        self._resources: dict[str, Resource] = {}
-        # The last key that expired on each resource, so a late lock or release
-        # with it is told "expired" rather than "wrong key".
-        self._expired_keys: dict[str, str] = {}
-        self._deadlines = Deadlines(self._deadline_of, self._all_deadlines, self.__len__)
-
-    # ----------------------------------------------------------------- reading
-
-    def get(self, resource_id: str) -> Resource:
-        """The resource with this id as it is now, due deadlines shown applied.
-
-        Reading changes nothing: the events of those deadlines are the next
-        ``tick``'s, so none is lost on the way to the store and the sinks.
-        """
-        return self._due(self._require(resource_id))[0]
-
-    def resources(self) -> list[Resource]:
-        """Every resource as it is now (like ``get``), sorted by id."""
-        return [self._due(self._resources[k])[0] for k in sorted(self._resources)]
-
-    def __len__(self) -> int:
-        return len(self._resources)
-
-    def restore(self, resources: Iterable[Resource]) -> None:
-        """Load resources from the store, before any source has spoken.
-
-        Nothing is known to be present yet: each restored device starts its
-        grace period now, and the sources confirm the ones that are there.
-        Past deadlines are applied by the next ``tick``.
-        """
-        now = self._clock()
-        for stored in resources:
-            absent_since = stored.absent_since if stored.gone else now
-            res = replace(stored, present=False, absent_since=absent_since)
-            self._resources[res.id] = res
-            self._index(None, res)
 
     # ---------------------------------------------------------------- commands
 
@@ -176,7 +142,7 @@ class Registry:
             # The key is the capability: Jenkins reserves as the queued task and
             # locks as the build, so the holder is updated rather than compared.
             hold = Hold(HoldKind.LOCKED, res.hold.key, holder, now, expires, lease)
-            events.append(self._put(replace(res, hold=hold), EventType.LOCKED, hold))
+            events.append(self._put(self._locked(res, hold), EventType.LOCKED, hold))
             return hold, events
         if key is not None:
             self._refuse_key(resource_id, key, None)
@@ -184,14 +150,27 @@ class Registry:
             raise refusals.not_reserved(resource_id)
         refusals.check_usable(res)
         hold = Hold(HoldKind.LOCKED, self._new_key(), holder, now, expires, lease)
-        events.append(self._put(replace(res, hold=hold), EventType.LOCKED, hold))
+        events.append(self._put(self._locked(res, hold), EventType.LOCKED, hold))
         return hold, events
+
+    def _locked(self, res: Resource, hold: Hold) -> Resource:
+        """``res`` locked with ``hold``: provisioned first if a session says so."""
+        phase = Phase.PROVISIONING if self._needs_session(res) else None
+        return replace(res, hold=hold, phase=phase)
 
     @_refusal_changes_nothing
     def release(
-        self, resource_id: str, key: str | None, force: bool = False
+        self,
+        resource_id: str,
+        key: str | None,
+        force: bool = False,
+        ended: EndReason | None = None,
     ) -> tuple[Hold, list[Event]]:
-        """Drop the hold held with ``key`` (any hold with ``force``); answer it."""
+        """Drop the hold held with ``key`` (any hold with ``force``); answer it.
+
+        ``ended`` says why when the agent itself releases (default: released,
+        or forced when the key was not the hold's).
+        """
         events = self._settle(resource_id)
         res = self._require(resource_id)
         if res.hold is None:
@@ -201,8 +180,9 @@ class Registry:
         if not force and key != res.hold.key:
             self._refuse_key(resource_id, key, res.hold)
         hold = res.hold
-        ended = EndReason.FORCED if force and key != hold.key else EndReason.RELEASED
-        events.append(self._put(replace(res, hold=None), EventType.RELEASED, hold, ended))
+        if ended is None:
+            ended = EndReason.FORCED if force and key != hold.key else EndReason.RELEASED
+        events.append(self._put(self._ended(res), EventType.RELEASED, hold, ended))
         return hold, events
 
     @_refusal_changes_nothing
@@ -228,13 +208,50 @@ class Registry:
         return hold, events
 
     def enable(self, resource_id: str) -> list[Event]:
-        """Let the resource take new holds again."""
+        """Let the resource take new holds again; an administrator's word clears a fault."""
         events = self._settle(resource_id)
         res = self._require(resource_id)
-        if not res.enabled:
-            events.append(
-                self._put(replace(res, enabled=True, disabled_reason=""), EventType.ENABLED)
-            )
+        new = replace(res, enabled=True, disabled_reason="", fault=None, failures=0)
+        if new != res:
+            events.append(self._put(new, EventType.ENABLED))
+        return events
+
+    # ---------------------------------------------------------------- sessions
+
+    def provisioned(
+        self, resource_id: str, key: str, failure: str | None, quarantine_after: int
+    ) -> list[Event]:
+        """Provisioning for the lock held with ``key`` ended: well (None), or with ``failure``.
+
+        After ``quarantine_after`` failures in a row the resource is quarantined.
+        Nothing changes if that lock is gone meanwhile.
+        """
+        events = self._settle(resource_id)
+        res = self._resources.get(resource_id)
+        if res is None or res.hold is None or res.hold.key != key:
+            return events
+        if res.phase is not Phase.PROVISIONING:
+            return events
+        if failure is None:
+            new = replace(res, phase=None, failures=0)
+        else:
+            failures = res.failures + 1
+            fault = res.fault
+            if failures >= quarantine_after:
+                fault = Fault(FaultKind.QUARANTINED, f"{failures} provisionings failed in a row; "
+                              f"the last: {failure}")  # fmt: skip
+            new = replace(res, phase=None, failures=failures, fault=fault)
+        events.append(self._put(new, EventType.PROVISIONED))
+        return events
+
+    def cleaned(self, resource_id: str, failure: str | None) -> list[Event]:
+        """Teardown ended: the resource is free again, or faulty with ``failure``."""
+        events = self._settle(resource_id)
+        res = self._resources.get(resource_id)
+        if res is None or res.phase is not Phase.CLEANING:
+            return events
+        fault = res.fault if failure is None else Fault(FaultKind.TEARDOWN_FAILED, failure)
+        events.append(self._put(replace(res, phase=None, fault=fault), EventType.CLEANED))
         return events
 
     def disable(self, resource_id: str, reason: str = "") -> list[Event]:
@@ -246,150 +263,3 @@ class Registry:
                 self._put(replace(res, enabled=False, disabled_reason=reason), EventType.DISABLED)
             )
         return events
-
-    # ------------------------------------------------------ facts from sources
-
-    def describe(self, desc: Description) -> list[Event]:
-        """A source sees this resource now, described so: add or update it."""
-        # Deadlines that passed before this fact are applied first, so a device
-        # that was away past its grace period is reported GONE, then back.
-        events = self._settle(desc.id)
-        old = self._resources.get(desc.id)
-        if old is None:
-            res = Resource(
-                id=desc.id,
-                name=desc.name,
-                kind=desc.kind,
-                description=desc.description,
-                metadata=dict(desc.metadata),
-            )
-            return [self._put(res, EventType.ADDED)]
-        new = replace(
-            old,
-            name=desc.name,
-            kind=desc.kind,
-            description=desc.description,
-            metadata=dict(desc.metadata),
-            present=True,
-            absent_since=None,
-            gone=False,
-        )
-        if new != old:
-            events.append(self._put(new, EventType.UPDATED))
-        return events
-
-    def vanish(self, resource_id: str) -> list[Event]:
-        """The resource is no longer seen. Its hold stays; the grace period starts."""
-        events = self._settle(resource_id)
-        res = self._resources.get(resource_id)
-        if res is None or not res.present:
-            return events
-        new = replace(res, present=False, absent_since=self._clock())
-        events.append(self._put(new, EventType.UPDATED))
-        return events
-
-    def set_health(self, resource_id: str, reason: str | None) -> list[Event]:
-        """Present but unusable (``reason``), or usable again (None)."""
-        events = self._settle(resource_id)
-        res = self._resources.get(resource_id)
-        if res is None or res.health == reason:
-            return events
-        events.append(self._put(replace(res, health=reason), EventType.UPDATED))
-        return events
-
-    # -------------------------------------------------------------------- time
-
-    def next_deadline(self) -> float | None:
-        """When ``tick`` next has something to do, or None."""
-        return self._deadlines.next()
-
-    def tick(self) -> list[Event]:
-        """Expire what is due: reservations, leases, and grace periods."""
-        events: list[Event] = []
-        for rid in list(self._deadlines.due(self._clock())):
-            events.extend(self._settle(rid))
-        return events
-
-    # ---------------------------------------------------------------- internal
-
-    def _index(self, old: Resource | None, new: Resource) -> None:
-        """Keep the deadlines current; call after storing ``new``."""
-        self._deadlines.note(
-            new.id, None if old is None else self._deadline(old), self._deadline(new)
-        )
-
-    def _deadline_of(self, rid: str) -> float | None:
-        res = self._resources.get(rid)
-        return None if res is None else self._deadline(res)
-
-    def _all_deadlines(self) -> Iterable[tuple[float, str]]:
-        for res in self._resources.values():
-            deadline = self._deadline(res)
-            if deadline is not None:
-                yield deadline, res.id
-
-    def _deadline(self, res: Resource) -> float | None:
-        candidates = []
-        if res.hold is not None and res.hold.expires is not None:
-            candidates.append(res.hold.expires)
-        if not res.present and not res.gone and res.absent_since is not None:
-            candidates.append(res.absent_since + self._grace)
-        return min(candidates, default=None)
-
-    def _due(self, res: Resource) -> tuple[Resource, list[Event]]:
-        """The resource once the deadlines passed by now apply, and their events."""
-        now = self._clock()
-        events: list[Event] = []
-        hold = res.hold
-        if hold is not None and hold.expires is not None and hold.expires <= now:
-            ended = (
-                EndReason.RESERVATION_EXPIRED
-                if hold.kind is HoldKind.RESERVED
-                else EndReason.LEASE_EXPIRED
-            )
-            res = replace(res, hold=None)
-            events.append(Event(EventType.EXPIRED, res, hold, ended))
-        if (
-            not res.present
-            and not res.gone
-            and res.absent_since is not None
-            and res.absent_since + self._grace <= now
-        ):
-            res = replace(res, gone=True)
-            events.append(Event(EventType.GONE, res))
-        return res, events
-
-    def _settle(self, resource_id: str) -> list[Event]:
-        res = self._resources.get(resource_id)
-        if res is None:
-            return []
-        old = res
-        res, events = self._due(res)
-        if events:
-            self._resources[resource_id] = res
-            self._index(old, res)
-        for event in events:
-            if event.type is EventType.EXPIRED and event.hold is not None:
-                self._expired_keys[resource_id] = event.hold.key
-        return events
-
-    def _require(self, resource_id: str) -> Resource:
-        res = self._resources.get(resource_id)
-        if res is None:
-            raise refusals.unknown(resource_id)
-        return res
-
-    def _refuse_key(self, resource_id: str, key: str | None, hold: Hold | None) -> NoReturn:
-        refusals.refuse_key(resource_id, key, hold, self._expired_keys.get(resource_id))
-
-    def _put(
-        self,
-        res: Resource,
-        type_: EventType,
-        hold: Hold | None = None,
-        ended: EndReason | None = None,
-    ) -> Event:
-        old = self._resources.get(res.id)
-        self._resources[res.id] = res
-        self._index(old, res)
-        return Event(type_, res, hold, ended)

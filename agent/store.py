@@ -16,189 +16,24 @@ not the disk, are what limits a Python writer thread.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import queue
 import sqlite3
 import threading
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
-from agent.model import (
-    HOLD_ENDING,
-    EndReason,
-    Event,
-    EventType,
-    HistoryEntry,
-    Hold,
-    Holder,
-    HoldKind,
-    Kind,
-    Resource,
-)
+from agent import records
+from agent.model import Event, HistoryEntry, Resource
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS resources (
-    id TEXT PRIMARY KEY,
-    name TEXT NOT NULL,
-    kind TEXT NOT NULL,
-    description TEXT NOT NULL,
-    metadata TEXT NOT NULL,
-    enabled INTEGER NOT NULL,
-    disabled_reason TEXT NOT NULL,
-    gone INTEGER NOT NULL,
-    absent_since REAL,
-    hold_kind TEXT,
-    hold_key TEXT,
-    holder_id TEXT,
-    holder_url TEXT,
-    hold_since REAL,
-    hold_expires REAL,
-    hold_duration REAL
-);
-CREATE TABLE IF NOT EXISTS hold_log (
-    seq INTEGER PRIMARY KEY,
-    resource_id TEXT NOT NULL,
-    key TEXT NOT NULL,
-    event TEXT NOT NULL,
-    holder_id TEXT NOT NULL,
-    holder_url TEXT NOT NULL,
-    at REAL NOT NULL,
-    reason TEXT NOT NULL
-);
-CREATE INDEX IF NOT EXISTS hold_log_by_resource ON hold_log (resource_id, seq);
-"""
-
-UPSERT_RESOURCE = """
-INSERT INTO resources VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)
-ON CONFLICT (id) DO UPDATE SET
-    name=excluded.name, kind=excluded.kind, description=excluded.description,
-    metadata=excluded.metadata, enabled=excluded.enabled,
-    disabled_reason=excluded.disabled_reason, gone=excluded.gone,
-    absent_since=excluded.absent_since, hold_kind=excluded.hold_kind,
-    hold_key=excluded.hold_key, holder_id=excluded.holder_id,
-    holder_url=excluded.holder_url, hold_since=excluded.hold_since,
-    hold_expires=excluded.hold_expires, hold_duration=excluded.hold_duration
-"""
-
-INSERT_LOG = (
-    "INSERT INTO hold_log (resource_id, key, event, holder_id, holder_url, at, reason)"
-    " VALUES (?,?,?,?,?,?,?)"
-)
-
-# The hold events worth a line in the log (renewals only move a deadline).
-LOGGED = frozenset({EventType.RESERVED, EventType.LOCKED} | HOLD_ENDING)
-
 
 class StoreError(Exception):
     """The state directory or database cannot be used."""
-
-
-@dataclass(frozen=True, slots=True)
-class _Rows:
-    """A write, ready for the writer thread."""
-
-    resources: dict[str, tuple[Any, ...]]
-    log: list[tuple[Any, ...]]
-
-
-def _resource_row(res: Resource) -> tuple[Any, ...]:
-    h = res.hold
-    return (
-        res.id,
-        res.name,
-        res.kind.value,
-        res.description,
-        json.dumps(dict(res.metadata), sort_keys=True),
-        int(res.enabled),
-        res.disabled_reason,
-        int(res.gone),
-        res.absent_since,
-        h.kind.value if h else None,
-        h.key if h else None,
-        h.holder.id if h else None,
-        h.holder.url if h else None,
-        h.since if h else None,
-        h.expires if h else None,
-        h.duration if h else None,
-    )
-
-
-def _row_resource(row: sqlite3.Row) -> Resource:
-    hold = None
-    if row["hold_kind"] is not None:
-        hold = Hold(
-            kind=HoldKind(row["hold_kind"]),
-            key=row["hold_key"],
-            holder=Holder(row["holder_id"], row["holder_url"]),
-            since=row["hold_since"],
-            expires=row["hold_expires"],
-            duration=row["hold_duration"],
-        )
-    return Resource(
-        id=row["id"],
-        name=row["name"],
-        kind=Kind(row["kind"]),
-        description=row["description"],
-        metadata=json.loads(row["metadata"]),
-        enabled=bool(row["enabled"]),
-        disabled_reason=row["disabled_reason"],
-        gone=bool(row["gone"]),
-        absent_since=row["absent_since"],
-        hold=hold,
-    )
-
-
-def _rows(events: Sequence[Event], now: float) -> _Rows:
-    resources: dict[str, tuple[Any, ...]] = {}
-    lines: list[tuple[Any, ...]] = []
-    for event in events:
-        resources[event.resource.id] = _resource_row(event.resource)  # the last snapshot wins
-        hold = event.hold
-        if hold is None or event.type not in LOGGED:
-            continue
-        if event.type is EventType.EXPIRED and hold.expires is not None:
-            at = hold.expires
-        elif event.type in HOLD_ENDING:
-            at = now
-        else:
-            at = hold.since
-        holder = hold.holder
-        ended = event.ended.value if event.ended is not None else ""
-        lines.append(
-            (event.resource.id, hold.key, event.type.value, holder.id, holder.url, at, ended)
-        )
-    return _Rows(resources, lines)
-
-
-def _fold_history(rows: list[sqlite3.Row], limit: int) -> list[HistoryEntry]:
-    """Log lines (oldest first) into one entry per hold, newest first."""
-    by_key: dict[str, dict[str, Any]] = {}
-    for row in rows:
-        entry = by_key.setdefault(
-            row["key"],
-            dict.fromkeys(("holder", "reserved_at", "locked_at", "ended_at", "end_reason")),
-        )
-        entry.setdefault("kind", HoldKind.RESERVED)
-        event = EventType(row["event"])
-        if event is EventType.RESERVED:
-            entry["reserved_at"] = row["at"]
-        elif event is EventType.LOCKED:
-            entry["kind"] = HoldKind.LOCKED
-            entry["locked_at"] = row["at"]
-        else:
-            entry["ended_at"] = row["at"]
-            entry["end_reason"] = EndReason(row["reason"])
-        if event in (EventType.RESERVED, EventType.LOCKED) or entry["holder"] is None:
-            entry["holder"] = Holder(row["holder_id"], row["holder_url"])
-    entries = [HistoryEntry(**e) for e in by_key.values()]
-    return entries[::-1][:limit]
 
 
 _STOP = object()
@@ -220,7 +55,7 @@ class Store:
             self._conn.row_factory = sqlite3.Row
             self._conn.execute("PRAGMA journal_mode=WAL")
             self._conn.execute("PRAGMA synchronous=FULL")
-            self._conn.executescript(SCHEMA)
+            records.migrate(self._conn)
         except (OSError, sqlite3.Error) as exc:
             raise StoreError(f"cannot open the state database {path}: {exc}") from exc
 
@@ -228,7 +63,7 @@ class Store:
         """Every stored resource with its hold. Call before ``start``."""
         try:
             rows = self._conn.execute("SELECT * FROM resources ORDER BY id").fetchall()
-            return [_row_resource(r) for r in rows]
+            return [records.row_resource(r) for r in rows]
         except (sqlite3.Error, ValueError, TypeError) as exc:
             # A damaged file, or one written by a newer agent (a kind this one lacks).
             raise StoreError(f"cannot read the state database {self.path}: {exc}") from exc
@@ -248,7 +83,7 @@ class Store:
 
     def write(self, events: Sequence[Event]) -> asyncio.Future[None]:
         """Queue events to be committed; the future resolves once they are on disk."""
-        return self._submit(_rows(events, self._clock()))
+        return self._submit(records.rows(events, self._clock()))
 
     def call(self, fn: Callable[[sqlite3.Connection], T]) -> asyncio.Future[T]:
         """Run ``fn`` on the writer thread, in order with the writes."""
@@ -264,7 +99,7 @@ class Store:
                 " ORDER BY seq DESC LIMIT ?) ORDER BY seq",
                 (resource_id, limit * 3 + 2),
             ).fetchall()
-            return _fold_history(rows, limit)
+            return records.fold_history(rows, limit)
 
         return await self.call(query)
 
@@ -335,7 +170,7 @@ class Store:
         try:
             conn.execute("BEGIN IMMEDIATE")
             for item, future in batch:
-                if isinstance(item, _Rows):
+                if isinstance(item, records.Rows):
                     resources.update(item.resources)
                     lines.extend(item.log)
                     results.append((future, None, None))
@@ -360,10 +195,10 @@ class Store:
 
     def _flush(self, resources: dict[str, tuple[Any, ...]], lines: list[tuple[Any, ...]]) -> None:
         if resources:
-            self._conn.executemany(UPSERT_RESOURCE, resources.values())
+            self._conn.executemany(records.UPSERT_RESOURCE, resources.values())
             resources.clear()
         if lines:
-            self._conn.executemany(INSERT_LOG, lines)
+            self._conn.executemany(records.INSERT_LOG, lines)
             lines.clear()
 
 

@@ -8,8 +8,21 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 
 from agent.api import jsonrpc, openapi, rest
-from agent.api.wire import AUTHORITY, COORDINATORS, IDENTITY, MAX_BODY, CoordinatorStatus
+from agent.api import sessions as sessions_api
+from agent.api.wire import (
+    AUTHORITY,
+    COORDINATORS,
+    IDENTITY,
+    LOCKER,
+    MAX_BODY,
+    SESSIONS,
+    WAITLIST,
+    CoordinatorStatus,
+    DirectLock,
+)
 from agent.authority import Authority
+from agent.sessions.manager import Sessions
+from agent.waitlist import Waitlist
 
 # In-flight requests get this long to finish when the agent stops.
 SHUTDOWN_TIMEOUT = 10.0
@@ -21,17 +34,33 @@ async def openapi_document(request: web.Request) -> web.Response:
 
 
 def make_app(
-    authority: Authority, identity: str, coordinators: CoordinatorStatus | None = None
+    authority: Authority,
+    identity: str,
+    coordinators: CoordinatorStatus | None = None,
+    *,
+    sessions: Sessions | None = None,
+    waitlist: Waitlist | None = None,
 ) -> web.Application:
-    """Build the application around the authority; ``identity`` names local holders."""
+    """Build the application around the authority; ``identity`` names local holders.
+
+    Locks go through ``sessions`` when given (provisioning, the session API),
+    straight to the authority otherwise.
+    """
     app = web.Application(client_max_size=MAX_BODY, middlewares=[rest.errors])
     app[AUTHORITY] = authority
     app[IDENTITY] = identity
+    app[LOCKER] = sessions if sessions is not None else DirectLock(authority)
     if coordinators is not None:
         app[COORDINATORS] = coordinators
+    if sessions is not None:
+        app[SESSIONS] = sessions
+    app[WAITLIST] = (
+        waitlist if waitlist is not None else Waitlist(authority.registry, authority.bus)
+    )
     app.router.add_post("/", jsonrpc.handle)
     app.router.add_get("/api/openapi.json", openapi_document)
     app.router.add_routes(rest.routes)
+    app.router.add_routes(sessions_api.routes)
     return app
 
 

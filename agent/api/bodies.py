@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from agent.model import MAX_SECONDS
 
 Seconds = Annotated[float, Field(gt=0, le=MAX_SECONDS)]
+Wait = Annotated[float, Field(ge=0, le=MAX_SECONDS)]
 
 
 class Body(BaseModel):
@@ -35,6 +36,26 @@ class LockBody(Body):
     key: str | None = Field(default=None, description="The reservation's key; omit on free.")
     lease: Seconds | None = Field(
         default=None, description="Seconds until the lock expires; omit: never."
+    )
+    holder: str | None = None
+    wait: Wait | None = Field(
+        default=None,
+        description="Seconds to wait for the resource's provisioning; omit: the session's "
+        "lock_wait. A provisioning that fails in that time refuses the lock (code 13).",
+    )
+
+
+class AcquireBody(Body):
+    """``acquire``: lock any free resource that matches, in turn with others who wait."""
+
+    select: dict[str, str] = Field(
+        default_factory=dict,
+        description="Metadata that must match exactly (dotted names, as Jenkins selects).",
+    )
+    resource: str | None = Field(default=None, description="Only this resource.")
+    lease: Seconds = Field(default=60.0, description="Seconds until the lock expires.")
+    wait: Wait = Field(
+        default=0.0, description="Seconds to wait in line when none is free; 0: not at all."
     )
     holder: str | None = None
 
@@ -83,6 +104,7 @@ class EmptyBody(Body):
 BODIES: tuple[type[BaseModel], ...] = (
     ReserveBody,
     LockBody,
+    AcquireBody,
     ReleaseBody,
     RenewBody,
     DisableBody,

@@ -17,8 +17,7 @@ from typing import Any, Literal
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from agent.api.wire import AUTHORITY, BadJSON, dumps, parse_json
-from agent.authority import Authority
+from agent.api.wire import AUTHORITY, LOCKER, BadJSON, dumps, parse_json
 from agent.model import Code, Hold, Holder, Refused, isotime, local_offset
 
 log = logging.getLogger(__name__)
@@ -112,22 +111,23 @@ def _hold_result(hold: Hold, message: str) -> dict[str, Any]:
     return _result(Code.OK, message, hold.key, hold.expires or time.time())
 
 
-async def _reserve(authority: Authority, p: ReserveParams) -> dict[str, Any]:
-    hold = await authority.reserve(p.resource, p.timeout, p.clientInfo.holder())
+async def _reserve(app: web.Application, p: ReserveParams) -> dict[str, Any]:
+    hold = await app[AUTHORITY].reserve(p.resource, p.timeout, p.clientInfo.holder())
     return _hold_result(hold, f"reserved {p.resource}")
 
 
-async def _lock(authority: Authority, p: LockParams) -> dict[str, Any]:
-    hold = await authority.lock(p.resource, p.key, p.clientInfo.holder(), reserved_first=True)
+async def _lock(app: web.Application, p: LockParams) -> dict[str, Any]:
+    # Through the gate: the answer waits for provisioning up to the session's lock_wait.
+    hold = await app[LOCKER].lock(p.resource, p.key, p.clientInfo.holder(), reserved_first=True)
     return _hold_result(hold, f"locked {p.resource}")
 
 
-async def _release(authority: Authority, p: ReleaseParams) -> dict[str, Any]:
-    hold = await authority.release(p.resource, p.key)
+async def _release(app: web.Application, p: ReleaseParams) -> dict[str, Any]:
+    hold = await app[AUTHORITY].release(p.resource, p.key)
     return _result(Code.OK, f"released {p.resource}", hold.key, time.time())
 
 
-Handler = Callable[[Authority, Any], Awaitable[dict[str, Any]]]
+Handler = Callable[[web.Application, Any], Awaitable[dict[str, Any]]]
 METHODS: dict[str, tuple[type[_Params], Handler]] = {
     "ResourceMonitor.Resources.Reserve": (ReserveParams, _reserve),
     "ResourceMonitor.Resources.Lock": (LockParams, _lock),
@@ -148,7 +148,7 @@ def _describe(exc: ValidationError) -> str:
     return f"params.{loc}: {err['msg']}" if loc else f"params: {err['msg']}"
 
 
-async def _call(authority: Authority, request: Any) -> dict[str, Any] | None:
+async def _call(app: web.Application, request: Any) -> dict[str, Any] | None:
     """Answer one request object; None for a notification.
 
     A valid notification is never answered, not even with an error (JSON-RPC
@@ -165,11 +165,11 @@ async def _call(authority: Authority, request: Any) -> dict[str, Any] | None:
         return _error(
             id_, INVALID_REQUEST, "Invalid Request", 'needs "jsonrpc": "2.0" and a string "method"'
         )
-    answer = await _dispatch(authority, method, request.get("params"), id_)
+    answer = await _dispatch(app, method, request.get("params"), id_)
     return answer if has_id else None
 
 
-async def _dispatch(authority: Authority, method: str, params: Any, id_: Any) -> dict[str, Any]:
+async def _dispatch(app: web.Application, method: str, params: Any, id_: Any) -> dict[str, Any]:
     """Run a well-formed request: its result, or the error saying why not."""
     entry = METHODS.get(method)
     if entry is None:
@@ -185,7 +185,7 @@ async def _dispatch(authority: Authority, method: str, params: Any, id_: Any) ->
     except ValidationError as exc:
         return _error(id_, INVALID_PARAMS, "Invalid params", _describe(exc))
     try:
-        result = await handler(authority, parsed)
+        result = await handler(app, parsed)
     except Refused as refusal:
         result = _result(refusal.code, refusal.message, None, time.time())
     except Exception:
@@ -196,7 +196,7 @@ async def _dispatch(authority: Authority, method: str, params: Any, id_: Any) ->
 
 async def handle(request: web.Request) -> web.Response:
     """``POST /``: one request or a batch; any Content-Type is accepted."""
-    authority = request.app[AUTHORITY]
+    app = request.app
     try:
         payload = parse_json(await request.read())
     except BadJSON as exc:
@@ -204,9 +204,9 @@ async def handle(request: web.Request) -> web.Response:
     if isinstance(payload, list):
         if not payload:
             return _respond(_error(None, INVALID_REQUEST, "Invalid Request", "empty batch"))
-        answers = [a for r in payload if (a := await _call(authority, r)) is not None]
+        answers = [a for r in payload if (a := await _call(app, r)) is not None]
         return _respond(answers) if answers else web.Response(status=204)
-    answer = await _call(authority, payload)
+    answer = await _call(app, payload)
     return _respond(answer) if answer is not None else web.Response(status=204)
 
 

@@ -37,7 +37,15 @@ from agent.api.schemas import (
     ResourceList,
     ResourceOut,
 )
-from agent.api.wire import AUTHORITY, COORDINATORS, IDENTITY, BadJSON, parse_json
+from agent.api.wire import (
+    AUTHORITY,
+    COORDINATORS,
+    IDENTITY,
+    LOCKER,
+    SESSIONS,
+    BadJSON,
+    parse_json,
+)
 from agent.model import Code, Hold, Holder, Refused
 
 log = logging.getLogger(__name__)
@@ -83,7 +91,7 @@ def error_response(code: Code, message: str, status: int | None = None) -> web.R
 B = TypeVar("B", bound=Body)
 
 
-async def _body(request: web.Request, model: type[B]) -> B:
+async def read_body(request: web.Request, model: type[B]) -> B:
     raw = await request.read()
     try:
         data = parse_json(raw) if raw.strip() else {}
@@ -101,15 +109,24 @@ async def _body(request: web.Request, model: type[B]) -> B:
         raise ApiError(Code.INVALID_ARGUMENT, f"{field}: {msg}" if field else msg) from exc
 
 
-def _holder(request: web.Request, who: str | None) -> Holder:
+def holder_of(request: web.Request, who: str | None) -> Holder:
     return Holder(request.app[IDENTITY], who or f"api@{request.remote or 'unknown'}")
 
 
-def _hold_answer(request: web.Request, hold: Hold) -> web.Response:
-    res = request.app[AUTHORITY].registry.get(request.match_info["id"])
+def hold_answer(request: web.Request, resource_id: str, hold: Hold) -> web.Response:
+    """A hold taken or renewed, with the session that prepares it (if any)."""
+    res = request.app[AUTHORITY].registry.get(resource_id)
+    sessions = request.app.get(SESSIONS)
+    session = sessions.session_of(resource_id, hold.key) if sessions is not None else None
     return answer(
-        HoldAnswer.model_construct(resource=ResourceOut.of(res), hold=HoldWithKey.of(hold))
+        HoldAnswer.model_construct(
+            resource=ResourceOut.of(res), hold=HoldWithKey.of(hold), session=session
+        )
     )
+
+
+def _hold_answer(request: web.Request, hold: Hold) -> web.Response:
+    return hold_answer(request, request.match_info["id"], hold)
 
 
 @routes.get("/api/health")
@@ -157,9 +174,9 @@ async def history(request: web.Request) -> web.Response:
 @routes.post("/api/resources/{id}/reserve")
 async def reserve(request: web.Request) -> web.Response:
     """Reserve for ``timeout`` seconds."""
-    body = await _body(request, ReserveBody)
+    body = await read_body(request, ReserveBody)
     hold = await request.app[AUTHORITY].reserve(
-        request.match_info["id"], body.timeout, _holder(request, body.holder)
+        request.match_info["id"], body.timeout, holder_of(request, body.holder)
     )
     return _hold_answer(request, hold)
 
@@ -167,9 +184,13 @@ async def reserve(request: web.Request) -> web.Response:
 @routes.post("/api/resources/{id}/lock")
 async def lock(request: web.Request) -> web.Response:
     """Lock a reservation (with its key) or a free resource (without)."""
-    body = await _body(request, LockBody)
-    hold = await request.app[AUTHORITY].lock(
-        request.match_info["id"], body.key, _holder(request, body.holder), body.lease
+    body = await read_body(request, LockBody)
+    hold = await request.app[LOCKER].lock(
+        request.match_info["id"],
+        body.key,
+        holder_of(request, body.holder),
+        body.lease,
+        wait=body.wait,
     )
     return _hold_answer(request, hold)
 
@@ -177,7 +198,7 @@ async def lock(request: web.Request) -> web.Response:
 @routes.post("/api/resources/{id}/release")
 async def release(request: web.Request) -> web.Response:
     """Release with the key, or any hold with ``force``."""
-    body = await _body(request, ReleaseBody)
+    body = await read_body(request, ReleaseBody)
     hold = await request.app[AUTHORITY].release(request.match_info["id"], body.key, body.force)
     res = request.app[AUTHORITY].registry.get(request.match_info["id"])
     return answer(
@@ -188,7 +209,7 @@ async def release(request: web.Request) -> web.Response:
 @routes.post("/api/resources/{id}/renew")
 async def renew(request: web.Request) -> web.Response:
     """Push a hold's deadline: by ``lease`` seconds, or by its own length."""
-    body = await _body(request, RenewBody)
+    body = await read_body(request, RenewBody)
     hold = await request.app[AUTHORITY].renew(request.match_info["id"], body.key, body.lease)
     return _hold_answer(request, hold)
 
@@ -196,14 +217,14 @@ async def renew(request: web.Request) -> web.Response:
 @routes.post("/api/resources/{id}/enable")
 async def enable(request: web.Request) -> web.Response:
     """Let the resource take new holds."""
-    await _body(request, EmptyBody)
+    await read_body(request, EmptyBody)
     return answer(ResourceOut.of(await request.app[AUTHORITY].enable(request.match_info["id"])))
 
 
 @routes.post("/api/resources/{id}/disable")
 async def disable(request: web.Request) -> web.Response:
     """Refuse new holds; an existing one stays."""
-    body = await _body(request, DisableBody)
+    body = await read_body(request, DisableBody)
     res = await request.app[AUTHORITY].disable(request.match_info["id"], body.reason)
     return answer(ResourceOut.of(res))
 

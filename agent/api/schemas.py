@@ -26,6 +26,7 @@ from agent.model import (
     isotime,
     maybe_isotime,
 )
+from agent.sessions.journal import Record, Status
 
 IsoTime = Annotated[
     str, Field(json_schema_extra={"format": "date-time"}, description="ISO 8601 with UTC offset")
@@ -129,6 +130,10 @@ class HoldAnswer(Out):
 
     resource: ResourceOut
     hold: HoldWithKey
+    session: str | None = Field(
+        description="The session preparing the resource for this lock (its log is at "
+        "/api/sessions/{session}/log), or null."
+    )
 
 
 class ReleaseAnswer(Out):
@@ -229,6 +234,42 @@ class Coordinators(Out):
     coordinators: list[CoordinatorOut]
 
 
+class SessionOut(Out):
+    """One session: a resource prepared for one lock and cleaned after it."""
+
+    id: str
+    resource: str
+    holder: HolderOut
+    status: Status = Field(
+        description="provisioning, then ready or failed; after the release cleaning, then "
+        "clean or dirty (teardown failed)."
+    )
+    started: IsoTime
+    updated: IsoTime
+    failed_step: str | None = Field(description="The step that failed, if one did.")
+    message: str | None = Field(description="What went wrong, if anything.")
+
+    @classmethod
+    def of(cls, rec: Record) -> SessionOut:
+        """A session record as the API shows it."""
+        return cls.model_construct(
+            id=rec.id,
+            resource=rec.resource_id,
+            holder=HolderOut.of(rec.holder),
+            status=rec.status,
+            started=isotime(rec.started),
+            updated=isotime(rec.updated),
+            failed_step=rec.failed_step,
+            message=rec.message,
+        )
+
+
+class SessionList(Out):
+    """Sessions, newest first."""
+
+    sessions: list[SessionOut]
+
+
 class ErrorDetail(Out):
     """What went wrong."""
 
@@ -253,5 +294,7 @@ ANSWERS: tuple[type[BaseModel], ...] = (
     History,
     Health,
     Coordinators,
+    SessionList,
+    SessionOut,
     Error,
 )

@@ -11,6 +11,9 @@ from aiohttp import web
 
 from agent.authority import Authority
 from agent.coordinator.status import SyncStatus
+from agent.model import Hold, Holder
+from agent.sessions.manager import Sessions
+from agent.waitlist import Waitlist
 
 MAX_BODY = 64 * 1024
 _SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
@@ -28,6 +31,50 @@ class CoordinatorStatus(Protocol):
 
 
 COORDINATORS = web.AppKey("coordinators", CoordinatorStatus)
+
+
+class Locker(Protocol):
+    """What locks go through: the sessions' gate, or the authority itself."""
+
+    async def lock(
+        self,
+        resource_id: str,
+        key: str | None,
+        holder: Holder,
+        lease: float | None = None,
+        *,
+        reserved_first: bool = False,
+        wait: float | None = None,
+    ) -> Hold:
+        """Lock, and (through a gate) wait for provisioning up to ``wait`` seconds."""
+        ...
+
+
+class DirectLock:
+    """A ``Locker`` without sessions: the authority's lock, nothing to wait for."""
+
+    def __init__(self, authority: Authority) -> None:
+        self._authority = authority
+
+    async def lock(
+        self,
+        resource_id: str,
+        key: str | None,
+        holder: Holder,
+        lease: float | None = None,
+        *,
+        reserved_first: bool = False,
+        wait: float | None = None,
+    ) -> Hold:
+        """Lock, durable on return."""
+        return await self._authority.lock(
+            resource_id, key, holder, lease, reserved_first=reserved_first
+        )
+
+
+LOCKER = web.AppKey("locker", Locker)
+SESSIONS = web.AppKey("sessions", Sessions)
+WAITLIST = web.AppKey("waitlist", Waitlist)
 
 
 class BadJSON(ValueError):

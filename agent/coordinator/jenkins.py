@@ -282,6 +282,22 @@ class JenkinsClient:
         fields = {"node": self.node, "id": resource_id, **params}
         return _answer(await self._request("POST", f"external-resource-httpcli/{command}", fields))
 
+    async def build_running(self, build: str) -> bool:
+        """Whether the build at ``build`` (``job/NAME/12/``, below the root) is still building.
+
+        A build or job Jenkins no longer has (404) is not running; any other
+        failure is a JenkinsError, which proves nothing either way.
+        """
+        try:
+            answer = await self._request("GET", f"{build}api/json", {"tree": "building"})
+        except JenkinsError as err:
+            if err.status == 404:
+                return False
+            raise
+        if not isinstance(answer, dict) or not isinstance(answer.get("building"), bool):
+            raise JenkinsError(Failure.SERVER, f"{build}api/json: no building flag in {answer!r}")
+        return bool(answer["building"])
+
     async def _request(self, method: str, path: str, params: Mapping[str, str]) -> Any:
         if self._session is None:
             self._session = aiohttp.ClientSession(timeout=self._timeout, headers=self._headers)

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from agent.coordinator.jenkins import client_info, describe, holder_name, resource_value
-from agent.model import EndReason, Hold, Holder, HoldKind, Resource
+from agent.model import EndReason, Hold, Holder, HoldKind, Phase, Resource
 
 
 @dataclass
@@ -91,6 +91,10 @@ def commands(
     if belief.enabled is not enabled:
         out.append(Command("enable" if enabled else "disable", {}, enabled=enabled))
     hold = res.hold if res is not None else None
+    if hold is None and res is not None and res.phase is Phase.CLEANING:
+        # Being cleaned: taken, not free -- by the agent itself, so that every
+        # Jenkins (the one that released it too) sees it taken until it is clean.
+        hold = Hold(HoldKind.LOCKED, "", cleaning_holder(own), 0.0)
     if hold is None:
         if belief.hold is not None:
             out.append(end_command(belief, ended, own))
@@ -105,6 +109,11 @@ def commands(
         else:
             out.append(Command("lockResource", {"lockedBy": who, "clientInfo": info}, hold=hold))
     return out
+
+
+def cleaning_holder(own: Holder) -> Holder:
+    """Who Jenkins is told holds a resource while the agent cleans it."""
+    return Holder(own.id, f"{own.url}: cleaning")
 
 
 def end_command(belief: Belief, ended: Ending | None, own: Holder) -> Command:

@@ -35,6 +35,7 @@ import random
 import re
 from collections.abc import Iterable, Mapping
 
+from agent.android import parse_battery, parse_getprop
 from agent.config import AdbSection, parse_hostport
 from agent.discovery.adb_host import AdbHost, AdbHostError
 from agent.discovery.inventory import AdbFacts, Inventory
@@ -63,38 +64,8 @@ TCP_RECHECK = 30.0
 STABLE_AFTER = 10.0  # a connection this old resets the backoff when it breaks
 PARALLEL_READS = 8  # gentle on the adb server when many phones appear at once
 
-_PROP_LINE = re.compile(r"^\[([^\]]+)\]: \[(.*)\]$")
-_LEVEL_LINE = re.compile(r"^\s*(level|scale):\s*(\S+)\s*$")
 _ID = re.compile(ID_PATTERN)
 _READ_ERRORS = (OSError, EOFError, AdbHostError, ValueError)
-
-
-def parse_getprop(text: str) -> dict[str, str]:
-    """``getprop`` output (``[name]: [value]`` lines) as a dict; other lines are skipped."""
-    props: dict[str, str] = {}
-    for line in text.splitlines():
-        match = _PROP_LINE.match(line.strip())
-        if match:
-            props[match.group(1)] = match.group(2)
-    return props
-
-
-def parse_battery(text: str) -> int:
-    """The charge in percent from ``dumpsys battery``; ValueError if it has none."""
-    fields: dict[str, str] = {}
-    for line in text.splitlines():
-        match = _LEVEL_LINE.match(line)
-        if match:
-            fields[match.group(1)] = match.group(2)
-    level, scale = fields.get("level"), fields.get("scale", "100")
-    if level is None:
-        raise ValueError("dumpsys battery printed no level")
-    if not level.isdigit() or not scale.isdigit() or int(scale) == 0:
-        raise ValueError(f"dumpsys battery printed level {level!r} of scale {scale!r}")
-    percent = round(int(level) * 100 / int(scale))
-    if not 0 <= percent <= 100:
-        raise ValueError(f"dumpsys battery printed level {level} of scale {scale}")
-    return percent
 
 
 def clean_value(value: str) -> str:

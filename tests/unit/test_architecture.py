@@ -16,18 +16,27 @@ ROOT = Path(__file__).parents[2] / "agent"
 MAX_LINES = 400
 
 VOCABULARY = {"agent.model"}
-SHARED = {"agent.config", "agent.credentials", "agent.lifecycle"}
+SHARED = {"agent.config", "agent.credentials", "agent.lifecycle", "agent.android"}
 CORE = {
     "agent.registry",
+    "agent.ledger",
     "agent.deadlines",
+    "agent.records",
     "agent.refusals",
     "agent.store",
     "agent.authority",
     "agent.events",
     "agent.core",
+    "agent.waitlist",
 }
 # The parts of the sources the config reads: their rule grammars, nothing that runs.
-GRAMMAR = {"agent.discovery", "agent.discovery.match", "agent.discovery.static"}
+GRAMMAR = {
+    "agent.discovery",
+    "agent.discovery.match",
+    "agent.discovery.static",
+    "agent.sessions",
+    "agent.sessions.rules",
+}
 
 
 def layer(module: str) -> str:
@@ -42,6 +51,7 @@ def layer(module: str) -> str:
         ("agent.discovery", "sources"),
         ("agent.coordinator", "sinks"),
         ("agent.systemd", "sinks"),
+        ("agent.sessions", "sinks"),
         ("agent.api", "api"),
     ):
         if module == prefix or module.startswith(prefix + "."):

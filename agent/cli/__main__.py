@@ -1,0 +1,5 @@
+"""``python -m agent.cli``: the same as the ``resource-agent`` script."""
+
+from agent.cli import main
+
+main()

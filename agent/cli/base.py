@@ -1,0 +1,113 @@
+"""What every command shares: the group, ``--url``, the errors and their exit codes.
+
+Exit codes: 0 done, 1 refused (the reason is printed), 2 usage error,
+3 agent unreachable. Each non-zero code has its own exception (click's usage
+errors are 2), raised where the problem is found and printed by click.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import getpass
+import json
+import socket
+from collections.abc import Callable, Iterator
+from typing import IO, Any
+from urllib.parse import quote, urlsplit
+
+import click
+
+from agent.client import ApiRefusal, Client, Unreachable
+
+
+class Failed(click.ClickException):
+    """Exit 1: refused, or could not be done; printed as it is, without "Error:"."""
+
+    exit_code = 1
+
+    def show(self, file: IO[Any] | None = None) -> None:
+        """Print the message alone on stderr."""
+        click.echo(self.format_message(), err=True)
+
+
+class Refusal(Failed):
+    """Exit 1: the agent said no; ``refused (CODE): why``."""
+
+    def __init__(self, code: int, message: str) -> None:
+        super().__init__(f"refused ({code}): {message}")
+
+
+class NoAgent(Failed):
+    """Exit 3: no agent answered at the URL."""
+
+    exit_code = 3
+
+
+def _check_url(ctx: click.Context, param: click.Parameter, value: str) -> str:
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise click.BadParameter(f"expected http://HOST:PORT, got {value!r}")
+    try:
+        parts.port  # noqa: B018 -- parsing the port is the check
+    except ValueError as exc:
+        raise click.BadParameter(f"bad port in {value!r}: {exc}") from exc
+    return value
+
+
+url_option = click.option(
+    "--url",
+    default="http://127.0.0.1:8080",
+    show_default=True,
+    envvar="RESOURCE_AGENT_URL",
+    callback=_check_url,
+    help="The agent to talk to.",
+)
+
+
+@click.group()
+def main() -> None:
+    """Find phones and USB devices, and lock them for Jenkins builds and people."""
+
+
+@contextlib.contextmanager
+def client(url: str) -> Iterator[Client]:
+    """A client of the agent at ``url``; its failures become the CLI's exit codes."""
+    try:
+        yield Client(url)
+    except Unreachable as exc:
+        raise NoAgent(f"resource-agent: {exc}") from exc
+    except ApiRefusal as exc:
+        raise Refusal(exc.code, exc.message) from exc
+    except (KeyError, TypeError, IndexError) as exc:
+        # JSON, but not the agent's: another service answers at that URL.
+        raise NoAgent(f"resource-agent: no agent at {url}: the answer lacks {exc}") from exc
+
+
+def call(url: str, fn: Callable[[Client], Any], show: Callable[[Any], None]) -> None:
+    """Ask the agent (``fn``) and print its answer (``show``)."""
+    with client(url) as c:
+        show(fn(c))
+
+
+def quoted(value: str) -> str:
+    """``value`` fit for a URL path or query."""
+    return quote(value, safe="")
+
+
+def holder_name() -> str:
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):
+        user = "unknown"
+    return f"{user}@{socket.gethostname()}"
+
+
+def print_json(value: Any) -> None:
+    click.echo(json.dumps(value, indent=2, sort_keys=True))
+
+
+def print_hold(data: Any) -> None:
+    hold = data["hold"]
+    expires = f", expires {hold['expires']}" if hold["expires"] else ""
+    click.echo(f"{hold['kind']} {data['resource']['id']}{expires}")
+    click.echo(f"key: {hold['key']}")

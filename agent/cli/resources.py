@@ -1,0 +1,148 @@
+"""Commands on resources and coordinators, through the agent's REST API."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+
+from agent.cli.base import call, holder_name, main, print_hold, print_json, url_option
+
+
+def _holder_text(res: dict[str, Any]) -> str:
+    holder = res.get("holder")
+    if not holder:
+        return res.get("health") or res.get("disabled_reason") or ""
+    return str(holder["holder"]["url"] or holder["holder"]["id"])
+
+
+def _print_table(data: Any) -> None:
+    rows = [("ID", "KIND", "STATE", "NAME", "HOLDER / REASON")]
+    rows += [
+        (r["id"], r["kind"], r["state"], r["name"], _holder_text(r)) for r in data["resources"]
+    ]
+    widths = [max(len(str(row[i])) for row in rows) for i in range(4)]
+    for row in rows:
+        cells = [str(c).ljust(w) for c, w in zip(row[:4], widths, strict=True)]
+        click.echo("  ".join([*cells, str(row[4])]).rstrip())
+
+
+@main.command(name="list")
+@url_option
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+def list_(url: str, as_json: bool) -> None:
+    """List resources and who holds them."""
+    call(url, lambda c: c.get("resources"), print_json if as_json else _print_table)
+
+
+@main.command()
+@url_option
+@click.argument("resource_id")
+def show(url: str, resource_id: str) -> None:
+    """Show one resource as JSON."""
+    call(url, lambda c: c.get(c.resource_path(resource_id)), print_json)
+
+
+@main.command()
+@url_option
+@click.argument("resource_id")
+@click.option("--timeout", type=click.FloatRange(min=0, min_open=True), default=300.0)
+def reserve(url: str, resource_id: str, timeout: float) -> None:
+    """Reserve a resource; prints the key."""
+    body = {"timeout": timeout, "holder": holder_name()}
+    call(url, lambda c: c.post(c.resource_path(resource_id, "reserve"), body), print_hold)
+
+
+@main.command()
+@url_option
+@click.argument("resource_id")
+@click.option("--key", help="The reservation's key; without it a free resource is locked.")
+@click.option("--lease", type=click.FloatRange(min=0, min_open=True), help="Lease in seconds.")
+def lock(url: str, resource_id: str, key: str | None, lease: float | None) -> None:
+    """Lock a resource; prints the key."""
+    body: dict[str, Any] = {"holder": holder_name()}
+    if key is not None:
+        body["key"] = key
+    if lease is not None:
+        body["lease"] = lease
+    call(url, lambda c: c.post(c.resource_path(resource_id, "lock"), body), print_hold)
+
+
+@main.command()
+@url_option
+@click.argument("resource_id")
+@click.option("--key", help="The hold's key.")
+@click.option("--force", is_flag=True, help="Release whoever holds it (administrators).")
+def release(url: str, resource_id: str, key: str | None, force: bool) -> None:
+    """Release a reservation or lock."""
+    if key is None and not force:
+        raise click.UsageError("give --key, or --force to release someone else's hold")
+    body: dict[str, Any] = {"force": force}
+    if key is not None:
+        body["key"] = key
+    call(
+        url,
+        lambda c: c.post(c.resource_path(resource_id, "release"), body),
+        lambda d: click.echo(f"released {d['resource']['id']}"),
+    )
+
+
+@main.command()
+@url_option
+@click.argument("resource_id")
+@click.option("--key", required=True, help="The hold's key.")
+@click.option("--lease", type=click.FloatRange(min=0, min_open=True), help="New lease (s).")
+def renew(url: str, resource_id: str, key: str, lease: float | None) -> None:
+    """Renew a reservation or a lock's lease."""
+    body: dict[str, Any] = {"key": key}
+    if lease is not None:
+        body["lease"] = lease
+    call(url, lambda c: c.post(c.resource_path(resource_id, "renew"), body), print_hold)
+
+
+@main.command()
+@url_option
+@click.argument("resource_id")
+def enable(url: str, resource_id: str) -> None:
+    """Let a resource take holds again."""
+    call(
+        url,
+        lambda c: c.post(c.resource_path(resource_id, "enable"), {}),
+        lambda d: click.echo(f"enabled {d['id']}"),
+    )
+
+
+@main.command()
+@url_option
+@click.argument("resource_id")
+@click.option("--reason", default="", help="Why, for the people who will wonder.")
+def disable(url: str, resource_id: str, reason: str) -> None:
+    """Stop a resource from taking new holds."""
+    call(
+        url,
+        lambda c: c.post(c.resource_path(resource_id, "disable"), {"reason": reason}),
+        lambda d: click.echo(f"disabled {d['id']}"),
+    )
+
+
+def _print_coordinators(data: Any) -> None:
+    coordinators = data["coordinators"]
+    if not coordinators:
+        click.echo("no coordinators configured")
+    for c in coordinators:
+        click.echo(f"{c['url']} (node {c['node']}, tree {c['tree']}): {c['state']}")
+        click.echo(f"  pending changes: {c['pending']}")
+        click.echo(f"  last success:    {c['last_success'] or 'never'}")
+        if c["next_retry"]:
+            click.echo(f"  next retry:      {c['next_retry']}")
+        err = c["last_error"]
+        if err:
+            click.echo(f"  last error:      {err['at']} ({err['kind']}) {err['message']}")
+
+
+@main.command()
+@url_option
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
+def status(url: str, as_json: bool) -> None:
+    """Show each coordinator's sync: state, pending changes, last success, last error."""
+    call(url, lambda c: c.get("coordinators"), print_json if as_json else _print_coordinators)

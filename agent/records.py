@@ -1,0 +1,230 @@
+"""How the agent's state becomes SQLite rows and back: the schema, and the mapping.
+
+``resources`` holds each resource's latest snapshot (its hold and session
+phase included); ``hold_log`` is the append-only history of holds. Rows are
+built on the event loop's thread, once, so the writer thread only executes.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from agent.model import (
+    HOLD_ENDING,
+    EndReason,
+    Event,
+    EventType,
+    Fault,
+    FaultKind,
+    HistoryEntry,
+    Hold,
+    Holder,
+    HoldKind,
+    Kind,
+    Phase,
+    Resource,
+)
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS resources (
+    id TEXT PRIMARY KEY,
+    name TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    description TEXT NOT NULL,
+    metadata TEXT NOT NULL,
+    enabled INTEGER NOT NULL,
+    disabled_reason TEXT NOT NULL,
+    gone INTEGER NOT NULL,
+    absent_since REAL,
+    hold_kind TEXT,
+    hold_key TEXT,
+    holder_id TEXT,
+    holder_url TEXT,
+    hold_since REAL,
+    hold_expires REAL,
+    hold_duration REAL,
+    phase TEXT,
+    fault_kind TEXT,
+    fault_reason TEXT,
+    failures INTEGER NOT NULL DEFAULT 0
+);
+CREATE TABLE IF NOT EXISTS hold_log (
+    seq INTEGER PRIMARY KEY,
+    resource_id TEXT NOT NULL,
+    key TEXT NOT NULL,
+    event TEXT NOT NULL,
+    holder_id TEXT NOT NULL,
+    holder_url TEXT NOT NULL,
+    at REAL NOT NULL,
+    reason TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS hold_log_by_resource ON hold_log (resource_id, seq);
+"""
+
+COLUMNS = (
+    "id",
+    "name",
+    "kind",
+    "description",
+    "metadata",
+    "enabled",
+    "disabled_reason",
+    "gone",
+    "absent_since",
+    "hold_kind",
+    "hold_key",
+    "holder_id",
+    "holder_url",
+    "hold_since",
+    "hold_expires",
+    "hold_duration",
+    "phase",
+    "fault_kind",
+    "fault_reason",
+    "failures",
+)
+# Columns later versions added, for a database an older agent wrote.
+ADDED_COLUMNS = {
+    "phase": "TEXT",
+    "fault_kind": "TEXT",
+    "fault_reason": "TEXT",
+    "failures": "INTEGER NOT NULL DEFAULT 0",
+}
+UPSERT_RESOURCE = (
+    f"INSERT INTO resources ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))})"
+    " ON CONFLICT (id) DO UPDATE SET " + ", ".join(f"{c}=excluded.{c}" for c in COLUMNS[1:])
+)
+
+INSERT_LOG = (
+    "INSERT INTO hold_log (resource_id, key, event, holder_id, holder_url, at, reason)"
+    " VALUES (?,?,?,?,?,?,?)"
+)
+
+# The hold events worth a line in the log (renewals only move a deadline).
+LOGGED = frozenset({EventType.RESERVED, EventType.LOCKED} | HOLD_ENDING)
+
+
+def migrate(conn: sqlite3.Connection) -> None:
+    """Create the tables, and add the columns an older agent's database lacks."""
+    conn.executescript(SCHEMA)
+    have = {row[1] for row in conn.execute("PRAGMA table_info(resources)")}
+    for column, kind in ADDED_COLUMNS.items():
+        if column not in have:
+            conn.execute(f"ALTER TABLE resources ADD COLUMN {column} {kind}")
+
+
+@dataclass(frozen=True, slots=True)
+class Rows:
+    """A write, ready for the writer thread."""
+
+    resources: dict[str, tuple[Any, ...]]
+    log: list[tuple[Any, ...]]
+
+
+def resource_row(res: Resource) -> tuple[Any, ...]:
+    """A resource as its row in ``resources`` (in COLUMNS order)."""
+    h = res.hold
+    return (
+        res.id,
+        res.name,
+        res.kind.value,
+        res.description,
+        json.dumps(dict(res.metadata), sort_keys=True),
+        int(res.enabled),
+        res.disabled_reason,
+        int(res.gone),
+        res.absent_since,
+        h.kind.value if h else None,
+        h.key if h else None,
+        h.holder.id if h else None,
+        h.holder.url if h else None,
+        h.since if h else None,
+        h.expires if h else None,
+        h.duration if h else None,
+        res.phase.value if res.phase else None,
+        res.fault.kind.value if res.fault else None,
+        res.fault.reason if res.fault else None,
+        res.failures,
+    )
+
+
+def row_resource(row: sqlite3.Row) -> Resource:
+    """A row of ``resources`` as the resource it stores."""
+    hold = None
+    if row["hold_kind"] is not None:
+        hold = Hold(
+            kind=HoldKind(row["hold_kind"]),
+            key=row["hold_key"],
+            holder=Holder(row["holder_id"], row["holder_url"]),
+            since=row["hold_since"],
+            expires=row["hold_expires"],
+            duration=row["hold_duration"],
+        )
+    return Resource(
+        id=row["id"],
+        name=row["name"],
+        kind=Kind(row["kind"]),
+        description=row["description"],
+        metadata=json.loads(row["metadata"]),
+        enabled=bool(row["enabled"]),
+        disabled_reason=row["disabled_reason"],
+        gone=bool(row["gone"]),
+        absent_since=row["absent_since"],
+        hold=hold,
+        phase=Phase(row["phase"]) if row["phase"] else None,
+        fault=Fault(FaultKind(row["fault_kind"]), row["fault_reason"] or "")
+        if row["fault_kind"]
+        else None,
+        failures=row["failures"],
+    )
+
+
+def rows(events: Sequence[Event], now: float) -> Rows:
+    """What committing ``events`` writes: each resource's last snapshot, and log lines."""
+    resources: dict[str, tuple[Any, ...]] = {}
+    lines: list[tuple[Any, ...]] = []
+    for event in events:
+        resources[event.resource.id] = resource_row(event.resource)  # the last snapshot wins
+        hold = event.hold
+        if hold is None or event.type not in LOGGED:
+            continue
+        if event.type is EventType.EXPIRED and hold.expires is not None:
+            at = hold.expires
+        elif event.type in HOLD_ENDING:
+            at = now
+        else:
+            at = hold.since
+        holder = hold.holder
+        ended = event.ended.value if event.ended is not None else ""
+        lines.append(
+            (event.resource.id, hold.key, event.type.value, holder.id, holder.url, at, ended)
+        )
+    return Rows(resources, lines)
+
+
+def fold_history(rows: list[sqlite3.Row], limit: int) -> list[HistoryEntry]:
+    """Log lines (oldest first) into one entry per hold, newest first."""
+    by_key: dict[str, dict[str, Any]] = {}
+    for row in rows:
+        entry = by_key.setdefault(
+            row["key"],
+            dict.fromkeys(("holder", "reserved_at", "locked_at", "ended_at", "end_reason")),
+        )
+        entry.setdefault("kind", HoldKind.RESERVED)
+        event = EventType(row["event"])
+        if event is EventType.RESERVED:
+            entry["reserved_at"] = row["at"]
+        elif event is EventType.LOCKED:
+            entry["kind"] = HoldKind.LOCKED
+            entry["locked_at"] = row["at"]
+        else:
+            entry["ended_at"] = row["at"]
+            entry["end_reason"] = EndReason(row["reason"])
+        if event in (EventType.RESERVED, EventType.LOCKED) or entry["holder"] is None:
+            entry["holder"] = Holder(row["holder_id"], row["holder_url"])
+    entries = [HistoryEntry(**e) for e in by_key.values()]
+    return entries[::-1][:limit]
