@@ -5,7 +5,9 @@ to a phone on Wi-Fi debugging: 24-byte message headers (command, arg0, arg1,
 length, checksum, magic), CNXN to connect, OPEN/OKAY/WRTE/CLSE for streams.
 
 It answers ``shell:`` services (v1 raw and shell protocol v2) for ``getprop``,
-``getprop NAME``, ``dumpsys battery`` and ``echo``; everything else exits 127.
+``getprop NAME``, ``dumpsys battery``, ``dumpsys window``, ``pm list packages``, ``pm uninstall``,
+``input keyevent``, ``wm dismiss-keyguard``, ``logcat -c``, ``reboot`` and ``echo``; everything
+else exits 127.
 ``shell_mode`` makes it misbehave: ``"garbage"`` answers junk to every command,
 ``"hang"`` never answers a shell at all. ``mode`` is what the phone says it
 is running (``device``, ``recovery``, ``sideload``, ``bootloader``...), and
@@ -55,6 +57,7 @@ DEFAULT_PROPS: dict[str, str] = {
     "ro.build.version.release": "14",
     "ro.build.version.sdk": "34",
     "ro.build.fingerprint": "google/panther/panther:14/UQ1A.240205.004/11269751:user/release-keys",
+    "sys.boot_completed": "1",
 }
 
 AuthMode = Literal["none", "refuse"]
@@ -111,6 +114,14 @@ class FakeAdbd:
         self.shell_mode: ShellMode = shell_mode
         self.mode: Mode = mode
         self.shell_count = 0  # shell commands received, for tests that wait on a poll
+        self.packages: set[str] = {"com.example.app"}  # third-party packages (pm list -3)
+        self.keyevents: list[str] = []  # `input keyevent N` received
+        self.keyguard = False  # a keyguard is showing
+        self.secure = False  # ... and it needs a credential (wm dismiss-keyguard cannot)
+        self.services: list[str] = []  # every OPEN service, in order
+        self.reboots: list[str] = []  # reboot: targets ("" = normal)
+        self.boot_seconds = 1.0  # how long a rebooting phone is gone
+        self.booting = False
         self._log = log or (lambda _m: None)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
@@ -198,6 +209,23 @@ class FakeAdbd:
             await self._server.wait_closed()
             self._server = None
 
+    def reboot(self, target: str = "") -> None:
+        """Go away (drop every connection, close the port) and come back after boot_seconds."""
+        self.reboots.append(target)
+        loop = self._loop
+        assert loop is not None
+        loop.call_soon_threadsafe(lambda: loop.create_task(self._reboot()))
+
+    async def _reboot(self) -> None:
+        if self.booting:
+            return
+        self.booting = True
+        await asyncio.sleep(0.05)  # let the CLSE reach the host first
+        await self._close()
+        await asyncio.sleep(self.boot_seconds)
+        await self._listen()
+        self.booting = False
+
     def _accept_waiting(self) -> None:
         for session in self._sessions:
             if session.waiting_for_key:
@@ -243,6 +271,26 @@ class FakeAdbd:
             return (self.props.get(argv[1], "") + "\n").encode(), 0
         if argv[:2] == ["dumpsys", "battery"]:
             return dumpsys_battery(self.battery).encode(), 0
+        if argv[:3] == ["pm", "list", "packages"]:
+            return "".join(f"package:{p}\n" for p in sorted(self.packages)).encode(), 0
+        if argv[:2] == ["pm", "uninstall"] and len(argv) == 3:
+            if argv[2] in self.packages:
+                self.packages.discard(argv[2])
+                return b"Success\n", 0
+            return b"Failure [DELETE_FAILED_INTERNAL_ERROR]\n", 1
+        if argv[:2] == ["input", "keyevent"] and len(argv) == 3:
+            self.keyevents.append(argv[2])
+            return b"", 0
+        if argv[:2] == ["wm", "dismiss-keyguard"]:
+            self.keyguard = self.keyguard and self.secure
+            return b"", 0
+        if argv[:2] == ["dumpsys", "window"]:
+            return f"  mDreamingLockscreen={str(self.keyguard).lower()}\n".encode(), 0
+        if argv[0] == "logcat" and argv[1:] in (["-c"], ["--clear"]):
+            return b"", 0
+        if argv[0] == "reboot" and len(argv) <= 2:
+            self.reboot(argv[1] if len(argv) == 2 else "")
+            return b"", 0
         if argv[0] == "echo":
             return (" ".join(argv[1:]) + "\n").encode(), 0
         return f"/system/bin/sh: {argv[0]}: inaccessible or not found\n".encode(), 127
@@ -310,6 +358,12 @@ class _Session:
     def open(self, remote_id: int, service: str) -> None:
         local_id = self.next_id
         self.next_id += 1
+        self.phone.services.append(service)
+        if service.startswith("reboot:"):
+            self.send(A_OKAY, local_id, remote_id)
+            self.send(A_CLSE, local_id, remote_id)
+            self.phone.reboot(service.partition(":")[2])
+            return
         if not service.startswith("shell"):
             self.send(A_CLSE, 0, remote_id)  # unsupported service: refuse the stream
             return

@@ -8,6 +8,8 @@ from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 from agent.core import Core, build_core
+from agent.ledger import no_sessions
+from agent.model import Resource
 
 
 def _fail(exc: BaseException) -> None:
@@ -20,7 +22,10 @@ async def core_harness(
     clock: Callable[[], float] = time.time,
     grace: float = 30.0,
     on_fatal: Callable[[BaseException], None] = _fail,
+    needs_session: Callable[[Resource], bool] = no_sessions,
 ) -> AsyncIterator[Core]:
     """The core on ``state_dir``; a failed commit fails the test unless ``on_fatal`` says else."""
-    async with build_core(state_dir, clock=clock, on_fatal=on_fatal, grace=grace) as core:
+    async with build_core(
+        state_dir, clock=clock, on_fatal=on_fatal, grace=grace, needs_session=needs_session
+    ) as core:
         yield core
