@@ -31,7 +31,7 @@ from types import TracebackType
 from typing import Any
 
 from tests.support.net import free_port
-from tests.support.tomlfile import to_toml
+from tests.support.tomlfile import merged, to_toml
 from tests.support.waiting import wait_for
 
 START_TIMEOUT = 20.0
@@ -60,16 +60,6 @@ def listens(pid: int, port: int) -> bool:
             if os.readlink(f"{fd_dir}/{fd}").removeprefix("socket:[").rstrip("]") in inodes:
                 return True
     return False
-
-
-def _merge(base: dict[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
-    out = dict(base)
-    for key, value in over.items():
-        if isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
-            out[key] = _merge(dict(out[key]), value)
-        else:
-            out[key] = value
-    return out
 
 
 # --------------------------------------------------------------------- HTTP
@@ -164,14 +154,14 @@ class AgentProcess:
             "adb": {"enabled": adb},
             "resource": [r if isinstance(r, Mapping) else {"id": r} for r in resources],
         }
-        self.settings = _merge(settings, config or {})
+        self.settings = merged(settings, config or {})
         self.config_text = ""
         directory.mkdir(parents=True, exist_ok=True)
         self._write_config()
 
     def configure(self, config: Mapping[str, Any]) -> None:
         """Merge ``config`` over the settings and write the file again (read at the next start)."""
-        self.settings = _merge(self.settings, config)
+        self.settings = merged(self.settings, config)
         self._write_config()
 
     def _write_config(self) -> None:

@@ -27,7 +27,7 @@ from tests.fakes.adb_server import AdbServer
 from tests.fakes.adbd import FakeAdbd
 from tests.fakes.jenkins import READ, FakeJenkins, JenkinsServer, User
 from tests.support.net import free_port
-from tests.support.tomlfile import to_toml
+from tests.support.tomlfile import merged, to_toml
 
 ROOT = Path(__file__).resolve().parents[2]
 RULES = ROOT / "udev-rules" / "90-resource-agent.rules"
@@ -57,14 +57,6 @@ class Report:
     def failures(self) -> list[str]:
         """Names of the failed checks."""
         return [c["name"] for c in self.data["checks"] if not c["ok"]]
-
-
-def merged(base: Mapping[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
-    """``base`` with ``over``'s tables merged in, key by key."""
-    out = dict(base)
-    for key, value in over.items():
-        out[key] = {**out.get(key, {}), **value} if isinstance(value, Mapping) else value
-    return out
 
 
 class Setup:
