@@ -1,9 +1,10 @@
 """Coordinator sync figures: registration latency, and what a storm of devices costs.
 
-The agent's real core (store, registry, authority) and its coordinator sync run
-in this process; the strict fake Jenkins runs in a thread of the same process
-(``tests.fakes.jenkins``). A "device add" is ``authority.describe()`` of a new
-resource -- what the udev and adb sources call -- so the figures cover
+The agent's real core (``build_core``: store, registry, authority) and its
+coordinator sync run in this process (``tests.support.rig``); the strict fake
+Jenkins runs in a thread of the same process (``tests.fakes.jenkins``). A
+"device add" is ``authority.describe()`` of a new resource -- what the udev
+and adb sources call -- so the figures cover
 everything after discovery: the commit, the event, the batch window, the HTTP
 request and Jenkins' merge. Times are wall-clock from ``describe()`` until
 the fake Jenkins has applied the update that carries the resource.
@@ -17,8 +18,10 @@ import tempfile
 import time
 from pathlib import Path
 
-from tests.coordinator_rig import NODE, Rig, description, until
+from agent.coordinator.status import SyncState
 from tests.fakes.jenkins import FakeJenkins, JenkinsServer
+from tests.support.rig import NODE, Rig, description
+from tests.support.waiting import until
 
 SINGLE_ADDS = 200
 STORM = 100
@@ -41,7 +44,7 @@ async def _single_adds(directory: Path, window: float) -> list[float]:
     with JenkinsServer(FakeJenkins([NODE])) as server:
         config = {"url": server.url, "batch_window": window}
         async with Rig(directory, [config]) as rig:
-            await until(lambda: rig.syncs[0].status()["state"] == "in sync")
+            await until(lambda: rig.syncs[0].status().state is SyncState.IN_SYNC)
             latencies = []
             for i in range(SINGLE_ADDS):
                 rid = f"single-{window}-{i:04d}"
@@ -57,7 +60,7 @@ async def _storm(directory: Path, window: float, gap: float = 0.0) -> tuple[int,
     with JenkinsServer(FakeJenkins([NODE])) as server:
         config = {"url": server.url, "batch_window": window}
         async with Rig(directory, [config]) as rig:
-            await until(lambda: rig.syncs[0].status()["state"] == "in sync")
+            await until(lambda: rig.syncs[0].status().state is SyncState.IN_SYNC)
             server.jenkins.clear_requests()
             start = time.time()
             for i in range(STORM):
@@ -66,7 +69,7 @@ async def _storm(directory: Path, window: float, gap: float = 0.0) -> tuple[int,
                     await asyncio.sleep(gap)  # as udev reports a hub's phones one by one
             await until(lambda: len(server.jenkins.resources(NODE)) == STORM, timeout=60)
             elapsed = (time.time() - start) * 1000
-            await until(lambda: rig.syncs[0].status()["pending"] == 0)
+            await until(lambda: rig.syncs[0].status().pending == 0)
             updates = len(server.jenkins.recorded("update"))
             return updates, len(server.jenkins.recorded()), elapsed
 
@@ -80,7 +83,7 @@ async def _lock_storm(directory: Path) -> tuple[int, float]:
             for i in range(STORM):
                 rig.authority.describe(description(f"held-{i:03d}"))
             await until(lambda: len(server.jenkins.resources(NODE)) == STORM)
-            await until(lambda: rig.syncs[0].status()["pending"] == 0)
+            await until(lambda: rig.syncs[0].status().pending == 0)
             server.jenkins.clear_requests()
             start = time.time()
             holder = Holder("http://jenkins.example:8080/", "job/x/1/")

@@ -34,6 +34,7 @@ from pathlib import Path
 from bench.procstat import cpu_seconds
 from tests.agentproc import AgentProcess, http_request
 from tests.fakes.umockdev import Testbed, hub, phone, umockdev_active
+from tests.support.waiting import wait_for
 
 EVENTS = int(os.environ.get("BENCH_HOTPLUG_EVENTS", "300"))
 STORM = 100
@@ -50,12 +51,8 @@ def _present(agent: AgentProcess, rid: str, want: bool = True) -> bool:
     return (resp.status == 200 and bool(resp.json()["present"])) == want
 
 
-def _wait(predicate: Callable[[], bool], timeout: float = 10.0, interval: float = 0.0002) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise TimeoutError("the agent did not list the device in time")
-        time.sleep(interval)
+def _wait(predicate: Callable[[], bool], interval: float = 0.0002) -> None:
+    wait_for(predicate, interval=interval, what="the agent to list the device")
 
 
 def latency(directory: Path) -> list[float]:

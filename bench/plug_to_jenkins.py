@@ -16,7 +16,6 @@ Run: ``umockdev-wrapper .venv/bin/python -m bench plug_to_jenkins``.
 
 from __future__ import annotations
 
-import json
 import os
 import statistics
 import tempfile
@@ -29,6 +28,7 @@ from typing import Any
 from tests.agentproc import AgentProcess
 from tests.fakes.jenkins import FakeJenkins, JenkinsServer, Recorded
 from tests.fakes.umockdev import Testbed, hub, phone, umockdev_active
+from tests.support.waiting import wait_for
 
 EVENTS = int(os.environ.get("BENCH_PLUG_EVENTS", "200"))
 STORM = 100
@@ -57,23 +57,17 @@ def _registered_at(jenkins: FakeJenkins, rid: str) -> float | None:
     return None
 
 
-def _wait(predicate: Callable[[], Any], timeout: float = 15.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while not (value := predicate()):
-        if time.monotonic() > deadline:
-            raise TimeoutError("Jenkins did not receive the registration in time")
-        time.sleep(0.0005)
-    return value
+def _wait(predicate: Callable[[], Any]) -> Any:
+    return wait_for(predicate, timeout=15.0, interval=0.0005, what="Jenkins to register it")
 
 
 def _agent(directory: Path, testbed: Testbed, server: JenkinsServer) -> AgentProcess:
-    coordinator = f"[[coordinator]]\nurl = {json.dumps(server.url)}\nnode = {json.dumps(NODE)}\n"
     agent = AgentProcess(
         directory,
         udev=True,
         adb=False,
         env=testbed.env,
-        extra_toml=coordinator,
+        config={"coordinator": [{"url": server.url, "node": NODE}]},
         log_level="warning",
     )
     return agent.start()

@@ -8,9 +8,10 @@ the tail of it is quoted whenever the process misbehaves.
 
 Sources are off unless asked for (``udev=True``, ``adb=True``), so a test
 sees only its ``resources``. Anything else goes in ``config`` (merged over the
-generated settings, e.g. ``{"adb": {"server": "127.0.0.1:5137"}}``),
-``extra_toml`` (appended verbatim, e.g. ``[[coordinator]]`` tables) and
+generated settings, e.g. ``{"adb": {"server": "127.0.0.1:5137"}}`` or
+``{"coordinator": [{"url": ...}]}``; ``configure`` merges more in later) and
 ``env`` (e.g. ``{"UMOCKDEV_DIR": testbed_root}``; None removes a variable).
+The config file is written by tomli-w.
 """
 
 from __future__ import annotations
@@ -20,15 +21,18 @@ import http.client
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import Any
+
+from tests.support.net import free_port
+from tests.support.tomlfile import merged, to_toml
+from tests.support.waiting import wait_for
 
 START_TIMEOUT = 20.0
 STOP_TIMEOUT = 15.0
@@ -36,27 +40,6 @@ STOP_TIMEOUT = 15.0
 
 class AgentError(AssertionError):
     """The agent process did not behave (would not start, stop, or answer)."""
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    """A TCP port nobody listens on right now (the kernel's pick)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((host, 0))
-        return int(sock.getsockname()[1])
-
-
-def wait_for(
-    predicate: Callable[[], Any], timeout: float = 10.0, interval: float = 0.02, what: str = ""
-) -> Any:
-    """Poll ``predicate`` until it answers something truthy; fail after ``timeout``."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what or predicate}")
-        time.sleep(interval)
 
 
 def listens(pid: int, port: int) -> bool:
@@ -77,62 +60,6 @@ def listens(pid: int, port: int) -> bool:
             if os.readlink(f"{fd_dir}/{fd}").removeprefix("socket:[").rstrip("]") in inodes:
                 return True
     return False
-
-
-# ------------------------------------------------------------------ TOML out
-
-
-def _toml_value(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, (int, float)):
-        return repr(value)
-    if isinstance(value, str):
-        return json.dumps(value)  # a JSON string is a valid TOML basic string
-    if isinstance(value, (list, tuple)):
-        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
-    if isinstance(value, Mapping):
-        return (
-            "{" + ", ".join(f"{json.dumps(k)} = {_toml_value(v)}" for k, v in value.items()) + "}"
-        )
-    raise TypeError(f"cannot write {value!r} as TOML")
-
-
-def _is_table_array(value: Any) -> bool:
-    return (
-        isinstance(value, (list, tuple))
-        and bool(value)
-        and all(isinstance(v, Mapping) for v in value)
-    )
-
-
-def to_toml(data: Mapping[str, Any]) -> str:
-    """Top-level tables and arrays of tables of simple values (enough for agent.toml)."""
-    lines: list[str] = []
-    for name, value in data.items():
-        if isinstance(value, (list, tuple)) and not value:
-            continue  # an empty array of tables is no tables
-        if isinstance(value, Mapping):
-            lines.append(f"[{name}]")
-            lines += [f"{json.dumps(k)} = {_toml_value(v)}" for k, v in value.items()]
-        elif _is_table_array(value):
-            for item in value:
-                lines.append(f"[[{name}]]")
-                lines += [f"{json.dumps(k)} = {_toml_value(v)}" for k, v in item.items()]
-        else:
-            raise TypeError(f"top-level {name!r} must be a table or an array of tables")
-        lines.append("")
-    return "\n".join(lines)
-
-
-def _merge(base: dict[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
-    out = dict(base)
-    for key, value in over.items():
-        if isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
-            out[key] = _merge(dict(out[key]), value)
-        else:
-            out[key] = value
-    return out
 
 
 # --------------------------------------------------------------------- HTTP
@@ -199,7 +126,6 @@ class AgentProcess:
         *,
         resources: Sequence[str | Mapping[str, Any]] = (),
         config: Mapping[str, Any] | None = None,
-        extra_toml: str = "",
         env: Mapping[str, str | None] | None = None,
         args: Sequence[str] = (),
         udev: bool = False,
@@ -228,9 +154,18 @@ class AgentProcess:
             "adb": {"enabled": adb},
             "resource": [r if isinstance(r, Mapping) else {"id": r} for r in resources],
         }
-        settings = _merge(settings, config or {})
-        self.config_text = to_toml(settings) + ("\n" + extra_toml if extra_toml else "")
+        self.settings = merged(settings, config or {})
+        self.config_text = ""
         directory.mkdir(parents=True, exist_ok=True)
+        self._write_config()
+
+    def configure(self, config: Mapping[str, Any]) -> None:
+        """Merge ``config`` over the settings and write the file again (read at the next start)."""
+        self.settings = merged(self.settings, config)
+        self._write_config()
+
+    def _write_config(self) -> None:
+        self.config_text = to_toml(self.settings)
         self.config_path.write_text(self.config_text)
 
     # ---------------------------------------------------------------- facts

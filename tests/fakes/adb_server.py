@@ -15,7 +15,8 @@ import subprocess
 from pathlib import Path
 from types import TracebackType
 
-from tests.agentproc import free_port, wait_for
+from tests.support.net import free_port
+from tests.support.waiting import wait_for
 
 ADB = shutil.which("adb") or "/usr/bin/adb"
 DEFAULT_PORT = 5037

@@ -31,12 +31,13 @@ import asyncio
 import contextlib
 import os
 import shlex
-import socket
 import struct
 import threading
 from collections.abc import Callable, Mapping
 from types import TracebackType
 from typing import Literal
+
+from tests.support.net import free_port
 
 A_CNXN, A_OPEN, A_OKAY, A_WRTE, A_CLSE, A_AUTH = (
     struct.unpack("<I", c)[0] for c in (b"CNXN", b"OPEN", b"OKAY", b"WRTE", b"CLSE", b"AUTH")
@@ -139,7 +140,7 @@ class FakeAdbd:
         """Listen, on a thread of its own; return once the port is open."""
         assert self._thread is None, "already running"
         if self.port == 0:
-            self.port = _free_port(self.host)
+            self.port = free_port(self.host)
         loop = asyncio.new_event_loop()
         started = threading.Event()
         errors: list[BaseException] = []
@@ -381,12 +382,6 @@ class _Session:
         if payload:
             self.send(A_WRTE, local_id, remote_id, payload)
         self.send(A_CLSE, local_id, remote_id)
-
-
-def _free_port(host: str) -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((host, 0))
-        return int(sock.getsockname()[1])
 
 
 def main() -> None:

@@ -16,9 +16,10 @@ import pytest
 
 from agent.discovery.inventory import ADB_HEALTH
 from agent.model import Code
-from tests.agentproc import AgentProcess, wait_for
+from tests.agentproc import AgentProcess
 from tests.fakes.adb_server import AdbServer
 from tests.fakes.adbd import DEFAULT_PROPS, FakeAdbd
+from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.timeout(60)
 

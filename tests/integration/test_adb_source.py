@@ -25,6 +25,7 @@ from agent.model import Description, Resource
 from agent.registry import Registry
 from tests.fakes.adb_server import AdbServer
 from tests.fakes.adbd import FakeAdbd
+from tests.support.waiting import until
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -74,18 +75,8 @@ def where(sink: RegistrySink, rid: str, check: Callable[[Resource], bool]) -> Ca
     return poll
 
 
-async def until(check: Callable[[], Any], what: str, timeout: float = 10.0) -> Any:
-    """Poll ``check`` on the loop until it answers something truthy."""
-    deadline = time.monotonic() + timeout
-    while not (value := check()):
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        await asyncio.sleep(0.02)
-    return value
-
-
 @pytest.mark.parametrize("mode", ["garbage", "hang"])
-def test_unreadable_phone_is_reported_and_read_again_later(
+async def test_unreadable_phone_is_reported_and_read_again_later(
     mode: Any,
     adb_server: AdbServer,
     phones: Callable[..., FakeAdbd],
@@ -95,7 +86,7 @@ def test_unreadable_phone_is_reported_and_read_again_later(
     adb_server.connect(phone.serial)
     sink = RegistrySink()
 
-    async def scenario() -> None:
+    with caplog.at_level(logging.WARNING, logger="agent.discovery.adb"):
         adb = source(sink, adb_server.address, read_timeout=0.3)
         await adb.start()
         try:
@@ -106,43 +97,37 @@ def test_unreadable_phone_is_reported_and_read_again_later(
             # The phone gets well: the next round reads what it could not.
             phone.shell_mode = "normal"
             res = await until(
-                where(sink, phone.serial, lambda r: "sdk" in r.metadata), "props read"
+                where(sink, phone.serial, lambda r: "sdk" in r.metadata), what="props read"
             )
             assert res.metadata["sdk"] == "34" and res.metadata["battery"] == "85"
         finally:
             await adb.stop()
-
-    with caplog.at_level(logging.WARNING, logger="agent.discovery.adb"):
-        asyncio.run(scenario())
     messages = [r.getMessage() for r in caplog.records]
     why = "timed out" if mode == "hang" else "getprop printed no properties"
     assert f"adb: cannot read the properties of {phone.serial}: {why}" in messages
     assert any(m.startswith(f"adb: cannot read the battery of {phone.serial}") for m in messages)
 
 
-def test_slow_phone_does_not_hold_up_start(
+async def test_slow_phone_does_not_hold_up_start(
     adb_server: AdbServer, phones: Callable[..., FakeAdbd], caplog: pytest.LogCaptureFixture
 ) -> None:
     phone = phones(shell_mode="hang")
     adb_server.connect(phone.serial)
     sink = RegistrySink()
 
-    async def scenario() -> None:
-        # Both reads must time out (2 s) before the phone is reported; start waits 0.2 s.
-        adb = source(sink, adb_server.address, read_timeout=1.0, startup_timeout=0.2)
-        with caplog.at_level(logging.WARNING, logger="agent.discovery.adb"):
-            await adb.start()
-        try:
-            assert "took longer than 0.2 s to read" in caplog.text
-            res = await until(where(sink, phone.serial, lambda r: r.present), "the phone")
-            assert res.metadata["adb-state"] == "device"
-        finally:
-            await adb.stop()
-
-    asyncio.run(scenario())
+    # Both reads must time out (2 s) before the phone is reported; start waits 0.2 s.
+    adb = source(sink, adb_server.address, read_timeout=1.0, startup_timeout=0.2)
+    with caplog.at_level(logging.WARNING, logger="agent.discovery.adb"):
+        await adb.start()
+    try:
+        assert "took longer than 0.2 s to read" in caplog.text
+        res = await until(where(sink, phone.serial, lambda r: r.present), what="the phone")
+        assert res.metadata["adb-state"] == "device"
+    finally:
+        await adb.stop()
 
 
-def test_dead_tcp_phone_is_noticed_without_a_failed_read(
+async def test_dead_tcp_phone_is_noticed_without_a_failed_read(
     adb_server: AdbServer, phones: Callable[..., FakeAdbd]
 ) -> None:
     # adb 29 lists a dead TCP phone offline without pushing the change; with
@@ -151,41 +136,38 @@ def test_dead_tcp_phone_is_noticed_without_a_failed_read(
     adb_server.connect(phone.serial)
     sink = RegistrySink()
 
-    async def scenario() -> None:
-        adb = source(sink, adb_server.address, tcp_recheck=0.2, battery_interval=300.0)
-        await adb.start()
-        try:
-            reads = phone.shell_count
-            await asyncio.to_thread(phone.stop)
-            res = await until(
-                where(sink, phone.serial, lambda r: r.metadata["adb-state"] == "offline"),
-                "the dead phone to show offline",
-            )
-            assert res.health is not None and res.metadata["model"] == "Pixel 7"
-            assert phone.shell_count == reads  # noticed by the list, not by a read
-        finally:
-            await adb.stop()
-
-    asyncio.run(scenario())
+    adb = source(sink, adb_server.address, tcp_recheck=0.2, battery_interval=300.0)
+    await adb.start()
+    try:
+        reads = phone.shell_count
+        await asyncio.to_thread(phone.stop)
+        res = await until(
+            where(sink, phone.serial, lambda r: r.metadata["adb-state"] == "offline"),
+            what="the dead phone to show offline",
+        )
+        assert res.health is not None and res.metadata["model"] == "Pixel 7"
+        assert phone.shell_count == reads  # noticed by the list, not by a read
+    finally:
+        await adb.stop()
 
 
-def test_phone_dying_mid_read_leaves_the_source_running(
+async def test_phone_dying_mid_read_leaves_the_source_running(
     adb_server: AdbServer, phones: Callable[..., FakeAdbd], caplog: pytest.LogCaptureFixture
 ) -> None:
     dying = phones(shell_mode="hang")
     adb_server.connect(dying.serial)
     sink = RegistrySink()
 
-    async def scenario() -> None:
+    with caplog.at_level(logging.WARNING, logger="agent.discovery.adb"):
         adb = source(sink, adb_server.address, read_timeout=30.0)
         starting = asyncio.create_task(adb.start())
         try:
-            await until(lambda: dying.shell_count >= 1, "the first read to begin")
+            await until(lambda: dying.shell_count >= 1, what="the first read to begin")
             await asyncio.to_thread(dying.stop)
             await starting  # the broken read ends start-up's wait, not the timeout
             res = await until(
                 where(sink, dying.serial, lambda r: r.metadata["adb-state"] == "offline"),
-                "the dead phone to show offline",
+                what="the dead phone to show offline",
             )
             assert res.health is not None
 
@@ -193,51 +175,46 @@ def test_phone_dying_mid_read_leaves_the_source_running(
             await asyncio.to_thread(adb_server.connect, healthy.serial)
             res = await until(
                 where(sink, healthy.serial, lambda r: "model" in r.metadata),
-                "a new phone to be read",
+                what="a new phone to be read",
             )
             assert res.metadata["battery"] == "85" and res.health is None
         finally:
             starting.cancel()
             await adb.stop()
-
-    with caplog.at_level(logging.WARNING, logger="agent.discovery.adb"):
-        asyncio.run(scenario())
     assert f"adb: cannot read the properties of {dying.serial}" in caplog.text
 
 
-def test_host_protocol_errors_name_the_problem(adb_server: AdbServer) -> None:
-    async def scenario() -> None:
-        host = AdbHost("127.0.0.1", adb_server.port)
-        with pytest.raises(AdbHostError, match="not found"):
-            await host.shell("nosuchphone", "getprop", timeout=5)
-        assert await host.devices(timeout=5) is not None
+async def test_host_protocol_errors_name_the_problem(adb_server: AdbServer) -> None:
+    host = AdbHost("127.0.0.1", adb_server.port)
+    with pytest.raises(AdbHostError, match="not found"):
+        await host.shell("nosuchphone", "getprop", timeout=5)
+    assert await host.devices(timeout=5) is not None
 
-        async def babble(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-            await reader.read(100)
-            writer.write(b"HELO")
-            await writer.drain()
-            writer.close()
+    async def babble(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.read(100)
+        writer.write(b"HELO")
+        await writer.drain()
+        writer.close()
 
-        async def bad_frame(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-            await reader.read(100)
-            writer.write(b"OKAYzz12")
-            await writer.drain()
-            writer.close()
+    async def bad_frame(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.read(100)
+        writer.write(b"OKAYzz12")
+        await writer.drain()
+        writer.close()
 
-        for handler, message in ((babble, "not OKAY or FAIL"), (bad_frame, "bad length")):
-            server = await asyncio.start_server(handler, "127.0.0.1", 0)
-            port = server.sockets[0].getsockname()[1]
-            async with server:
-                with pytest.raises(AdbHostError, match=message):
-                    await AdbHost("127.0.0.1", port).devices(timeout=5)
-
-    asyncio.run(scenario())
+    for handler, message in ((babble, "not OKAY or FAIL"), (bad_frame, "bad length")):
+        server = await asyncio.start_server(handler, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        async with server:
+            with pytest.raises(AdbHostError, match=message):
+                await AdbHost("127.0.0.1", port).devices(timeout=5)
 
 
-def test_garbled_server_is_retried_without_stopping(caplog: pytest.LogCaptureFixture) -> None:
+async def test_garbled_server_is_retried_without_stopping(caplog: pytest.LogCaptureFixture) -> None:
     connections = 0
 
-    async def scenario() -> int:
+    with caplog.at_level(logging.WARNING, logger="agent.discovery.adb"):
+
         async def garble(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
             nonlocal connections
             connections += 1
@@ -253,23 +230,20 @@ def test_garbled_server_is_retried_without_stopping(caplog: pytest.LogCaptureFix
             adb = source(sink, f"127.0.0.1:{port}")
             await adb.start()
             try:
-                await until(lambda: connections >= 3, "the source to reconnect twice")
+                await until(lambda: connections >= 3, what="the source to reconnect twice")
             finally:
                 await adb.stop()
-        return port
-
-    with caplog.at_level(logging.WARNING, logger="agent.discovery.adb"):
-        port = asyncio.run(scenario())
     assert f"lost the server at 127.0.0.1:{port} (bad length b'zzzz' before the device list)" in (
         caplog.text
     )
 
 
-def test_silent_server_is_retried_not_waited_on(caplog: pytest.LogCaptureFixture) -> None:
+async def test_silent_server_is_retried_not_waited_on(caplog: pytest.LogCaptureFixture) -> None:
     """A server that takes the connection but never answers (wedged) is retried."""
     connections = 0
 
-    async def scenario() -> int:
+    with caplog.at_level(logging.WARNING, logger="agent.discovery.adb"):
+
         async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
             nonlocal connections
             connections += 1
@@ -283,11 +257,7 @@ def test_silent_server_is_retried_not_waited_on(caplog: pytest.LogCaptureFixture
             adb = source(sink, f"127.0.0.1:{port}", read_timeout=0.2)
             await adb.start()
             try:
-                await until(lambda: connections >= 2, "the source to try again")
+                await until(lambda: connections >= 2, what="the source to try again")
             finally:
                 await adb.stop()
-        return port
-
-    with caplog.at_level(logging.WARNING, logger="agent.discovery.adb"):
-        port = asyncio.run(scenario())
     assert f"no server at 127.0.0.1:{port} (timed out)" in caplog.text

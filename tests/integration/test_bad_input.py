@@ -19,8 +19,9 @@ from typing import Any
 import pytest
 
 from agent.model import Code
-from tests.agentproc import AgentProcess, Response, wait_for
+from tests.agentproc import AgentProcess, Response
 from tests.fakes.jsonrpc4j import JsonRpc4jClient, JsonRpcError, check_envelope, check_result
+from tests.support.waiting import wait_for
 
 RESERVE = "ResourceMonitor.Resources.Reserve"
 LIMIT = 64 * 1024

@@ -21,7 +21,8 @@ from typing import Any
 import pytest
 
 from agent.model import Code
-from tests.agentproc import AgentError, AgentProcess, free_port
+from tests.agentproc import AgentError, AgentProcess
+from tests.support.net import free_port
 
 
 @dataclass(frozen=True)

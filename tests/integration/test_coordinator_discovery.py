@@ -12,12 +12,13 @@ from typing import Any
 
 import pytest
 
-from tests.agentproc import AgentProcess, wait_for
+from tests.agentproc import AgentProcess
 from tests.fakes.adb_server import AdbServer
 from tests.fakes.adbd import FakeAdbd
 from tests.fakes.jenkins import FakeJenkins, JenkinsServer
 from tests.fakes.umockdev import Testbed, phone, umockdev_active
-from tests.integration.test_coordinator_sync import NODE, coordinator_toml, flat
+from tests.support.coordinator import NODE, coordinator, flat
+from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -51,8 +52,10 @@ def test_usb_phones_are_registered_and_disabled_once_gone(
         agent_factory(
             udev=True,
             env=testbed.env,
-            config={"agent": {"node": NODE, "grace_period": 0.5}},
-            extra_toml=coordinator_toml(jenkins),
+            config={
+                "agent": {"node": NODE, "grace_period": 0.5},
+                "coordinator": [coordinator(jenkins)],
+            },
         )
         cold = wait_enabled(jenkins, "COLD1", True, "registered from coldplug")
         assert flat(cold)["serial"] == "COLD1" and flat(cold)["product"] == "Pixel 7"
@@ -82,8 +85,8 @@ def test_adb_phone_follows_its_health_to_jenkins(
                 config={
                     "agent": {"node": NODE, "grace_period": 0.5},
                     "adb": {"server": adb.address, "allow_remote": True},
+                    "coordinator": [coordinator(jenkins)],
                 },
-                extra_toml=coordinator_toml(jenkins),
             )
             res = wait_enabled(jenkins, device.serial, False, "registered, unauthorized")
             assert flat(res) == {"adb-state": "unauthorized"}

@@ -4,7 +4,7 @@ docs/jenkins.md: the agent forwards every reserve, lock and
 release to all coordinators with the ORIGINAL requester's clientInfo, so the
 Jenkins that asked answers "Ignored" and keeps its own copy, and the others
 mark the resource. The agent's real core drives two strict fake Jenkins
-controllers in-process (tests/coordinator_rig.py).
+controllers in-process (tests/support/rig.py).
 """
 
 from __future__ import annotations
@@ -15,8 +15,9 @@ from pathlib import Path
 import pytest
 
 from agent.model import Holder
-from tests.coordinator_rig import NODE, Rig, description, run, until
 from tests.fakes.jenkins import FakeJenkins, JenkinsServer
+from tests.support.rig import NODE, Rig, description
+from tests.support.waiting import until
 
 
 @pytest.fixture
@@ -25,32 +26,29 @@ def servers() -> Iterator[tuple[JenkinsServer, JenkinsServer]]:
         yield a, b
 
 
-def test_lock_and_release_in_one_batch_are_echoed_to_the_jenkins_that_asked(
+async def test_lock_and_release_in_one_batch_are_echoed_to_the_jenkins_that_asked(
     tmp_path: Path, servers: tuple[JenkinsServer, JenkinsServer]
 ) -> None:
     a, b = servers
     task, build = Holder(a.url, "job/t/"), Holder(a.url, "job/t/7/")
 
-    async def scenario() -> None:
-        # A long batch window: the lock and the release below reach the sync together.
-        sections = [{"url": s.url, "batch_window": 1.0} for s in servers]
-        async with Rig(tmp_path, sections) as rig:
-            auth = rig.authority
-            auth.describe(description("r1"))
-            hold = await auth.reserve("r1", 30, task)
-            await until(
-                lambda: all(s.jenkins.recorded("reserveResource") for s in servers),
-                what="the reservation forwarded",
-            )
-            a.jenkins.set_internal(NODE, "r1", "reserved", task.url)  # Jenkins A's own record
-            await auth.lock("r1", hold.key, build)
-            await auth.release("r1", hold.key)
-            await until(
-                lambda: all(s.jenkins.recorded("releaseResource") for s in servers),
-                what="the release forwarded",
-            )
-
-    run(scenario)
+    # A long batch window: the lock and the release below reach the sync together.
+    sections = [{"url": s.url, "batch_window": 1.0} for s in servers]
+    async with Rig(tmp_path, sections) as rig:
+        auth = rig.authority
+        auth.describe(description("r1"))
+        hold = await auth.reserve("r1", 30, task)
+        await until(
+            lambda: all(s.jenkins.recorded("reserveResource") for s in servers),
+            what="the reservation forwarded",
+        )
+        a.jenkins.set_internal(NODE, "r1", "reserved", task.url)  # Jenkins A's own record
+        await auth.lock("r1", hold.key, build)
+        await auth.release("r1", hold.key)
+        await until(
+            lambda: all(s.jenkins.recorded("releaseResource") for s in servers),
+            what="the release forwarded",
+        )
     # Jenkins A asked for all of it: everything about r1 comes back as its own and is
     # ignored -- even when it believed in the task's reservation, not the build's lock.
     echoes = [r for r in a.jenkins.recorded() if r.params.get("id") == "r1"]

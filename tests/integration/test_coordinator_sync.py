@@ -17,13 +17,12 @@ from typing import Any
 
 import pytest
 
-from tests.agentproc import AgentProcess, wait_for
+from tests.agentproc import AgentProcess
 from tests.fakes.jenkins import TLS_CERT, FakeJenkins, JenkinsServer, User
 from tests.fakes.jsonrpc4j import JsonRpc4jClient
-from tests.integration.test_openapi import check
-
-NODE = "bench-7"
-IDENTITY = "resource-agent://test-node"  # AgentProcess's [agent] identity
+from tests.support.coordinator import IDENTITY, NODE, coordinator, flat
+from tests.support.openapi import check
+from tests.support.waiting import wait_for
 
 
 @pytest.fixture
@@ -39,29 +38,6 @@ def jenkins_factory() -> Iterator[Callable[..., JenkinsServer]]:
     yield make
     for server in servers:
         server.stop()
-
-
-def coordinator_toml(server: JenkinsServer, **options: Any) -> str:
-    """One ``[[coordinator]]`` table (fast retries for tests)."""
-    lines = ["[[coordinator]]", f"url = {json.dumps(server.url)}", "retry_max = 0.5",
-             "timeout = 1.0"]  # fmt: skip
-    lines += [f"{k} = {json.dumps(v)}" for k, v in options.items()]
-    return "\n".join(lines) + "\n"
-
-
-def flat(res: dict[str, Any]) -> dict[str, str]:
-    """A Jenkins resource's metadata as dotted names."""
-    out: dict[str, str] = {}
-
-    def walk(children: list[dict[str, Any]], prefix: str) -> None:
-        for child in children:
-            if "value" in child:
-                out[prefix + child["name"]] = child["value"]
-            else:
-                walk(child["children"], prefix + child["name"] + ".")
-
-    walk(res["children"], "")
-    return out
 
 
 def held(server: JenkinsServer, rid: str, node: str = NODE) -> str | None:
@@ -102,9 +78,13 @@ def test_registers_resources_and_forwards_holds_to_every_coordinator(
              "metadata": {"model": "m1", "android.release": "14"}},
             {"id": "r2", "name": "second"},
         ],
-        config={"agent": {"node": NODE}},
-        extra_toml=coordinator_toml(a, user="agent", token_file="jenkins-a.token")
-        + coordinator_toml(b, node="other-name", tree="phones"),
+        config={
+            "agent": {"node": NODE},
+            "coordinator": [
+                coordinator(a, user="agent", token_file="jenkins-a.token"),
+                coordinator(b, node="other-name", tree="phones"),
+            ],
+        },
         env={"CREDENTIALS_DIRECTORY": str(creds)},
     )  # fmt: skip
     wait_for(lambda: in_sync(agent), what="both coordinators in sync")
@@ -177,7 +157,7 @@ def test_start_up_reconciliation_makes_jenkins_match_the_agent(
             res("old-phone", locked=stale_lock),
             res("r1", reserved=stale_lock, children=[serial]),
         ]}])  # fmt: skip
-    agent.config_path.write_text(agent.config_text + coordinator_toml(server))
+    agent.configure({"coordinator": [coordinator(server)]})
     agent.start()
     wait_for(lambda: in_sync(agent), what="in sync after reconciliation")
     jenkins = server.jenkins.resources(NODE)
@@ -204,8 +184,7 @@ def test_outage_then_convergence(
     server = jenkins_factory()
     agent = agent_factory(
         resources=["r1", "r2", "r3"],
-        config={"agent": {"node": NODE}},
-        extra_toml=coordinator_toml(server),
+        config={"agent": {"node": NODE}, "coordinator": [coordinator(server)]},
     )
     wait_for(lambda: in_sync(agent))
     server.down()
@@ -241,8 +220,7 @@ def test_a_hanging_coordinator_delays_nothing_else(
     slow.jenkins.outage.delay = 30.0  # far beyond the 1 s request timeout
     agent = agent_factory(
         resources=["r1"],
-        config={"agent": {"node": NODE}},
-        extra_toml=coordinator_toml(slow) + coordinator_toml(fine),
+        config={"agent": {"node": NODE}, "coordinator": [coordinator(slow), coordinator(fine)]},
     )
     assert agent.post("/api/resources/r1/lock", {"holder": "c"}).status == 200
     wait_for(lambda: held(fine, "r1") == "locked by c", what="the healthy Jenkins updated")
@@ -262,9 +240,13 @@ def test_configuration_problems_are_named(
     token.write_text("wrong")
     agent = agent_factory(
         resources=["r1"],
-        config={"agent": {"node": NODE}},
-        extra_toml=coordinator_toml(locked, user="agent", token_file=str(token))
-        + coordinator_toml(other, node="missing-node"),
+        config={
+            "agent": {"node": NODE},
+            "coordinator": [
+                coordinator(locked, user="agent", token_file=str(token)),
+                coordinator(other, node="missing-node"),
+            ],
+        },
     )
 
     def errors() -> list[str] | None:
@@ -287,9 +269,13 @@ def test_https_with_a_private_ca(agent_factory: Callable[..., AgentProcess]) -> 
     with JenkinsServer(FakeJenkins(["trusted", "untrusted", "unverified"]), tls=True) as server:
         agent = agent_factory(
             resources=["r1"],
-            extra_toml=coordinator_toml(server, node="trusted", ca_file=str(TLS_CERT))
-            + coordinator_toml(server, node="untrusted")
-            + coordinator_toml(server, node="unverified", verify=False),
+            config={
+                "coordinator": [
+                    coordinator(server, node="trusted", ca_file=str(TLS_CERT)),
+                    coordinator(server, node="untrusted"),
+                    coordinator(server, node="unverified", verify=False),
+                ]
+            },
         )
         wait_for(lambda: "r1" in server.jenkins.resources("trusted"))
         wait_for(lambda: "r1" in server.jenkins.resources("unverified"))
@@ -310,8 +296,7 @@ def test_a_stopping_agent_lets_a_healthy_coordinator_take_what_is_pending(
     # in it when the agent stops.
     agent = agent_factory(
         resources=["r1"],
-        config={"agent": {"node": NODE}},
-        extra_toml=coordinator_toml(server, batch_window=1.0),
+        config={"agent": {"node": NODE}, "coordinator": [coordinator(server, batch_window=1.0)]},
     )
     wait_for(lambda: "r1" in server.jenkins.resources(NODE), what="r1 registered")
     locked = agent.post("/api/resources/r1/lock", {"holder": "alice"})

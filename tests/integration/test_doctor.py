@@ -22,10 +22,12 @@ from typing import Any
 
 import pytest
 
-from tests.agentproc import AgentProcess, free_port, to_toml
+from tests.agentproc import AgentProcess
 from tests.fakes.adb_server import AdbServer
 from tests.fakes.adbd import FakeAdbd
 from tests.fakes.jenkins import READ, FakeJenkins, JenkinsServer, User
+from tests.support.net import free_port
+from tests.support.tomlfile import merged, to_toml
 
 ROOT = Path(__file__).resolve().parents[2]
 RULES = ROOT / "udev-rules" / "90-resource-agent.rules"
@@ -57,14 +59,6 @@ class Report:
         return [c["name"] for c in self.data["checks"] if not c["ok"]]
 
 
-def merged(base: Mapping[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
-    """``base`` with ``over``'s tables merged in, key by key."""
-    out = dict(base)
-    for key, value in over.items():
-        out[key] = {**out.get(key, {}), **value} if isinstance(value, Mapping) else value
-    return out
-
-
 class Setup:
     """A config and environment for doctor, healthy unless a test breaks it."""
 
@@ -79,7 +73,7 @@ class Setup:
             "udev": {"enabled": False},
             "adb": {"enabled": False},
         }
-        self.extra_toml = ""
+        self.coordinators: list[dict[str, Any]] = []  # [[coordinator]] tables
 
     def run(
         self,
@@ -90,7 +84,8 @@ class Setup:
     ) -> Report:
         """Write the config and run ``resource-agent doctor --json``."""
         path = self.directory / "agent.toml"
-        path.write_text(to_toml(merged(self.config, config or {})) + self.extra_toml)
+        tables = merged(self.config, config or {})
+        path.write_text(to_toml({**tables, "coordinator": self.coordinators}))
         child_env = {k: v for k, v in os.environ.items() if k not in ("LD_PRELOAD", "UMOCKDEV_DIR")}
         child_env.update({"RESOURCE_AGENT_UDEV_RULES": str(self.rules), **(env or {})})
         command = [sys.executable, "-m", "agent.cli", "doctor", "--config", str(path)]
@@ -136,9 +131,8 @@ def coordinator(
 ) -> None:
     """Add a [[coordinator]] whose token file (relative: beside the config) holds ``token``."""
     (setup.directory / "jenkins.token").write_text(token + "\n")
-    setup.extra_toml += (
-        f'\n[[coordinator]]\nurl = "{url}"\nuser = "{user}"\ntoken_file = "jenkins.token"\n'
-        f'tree = "{TREE}"\nnode = "{node}"\n'
+    setup.coordinators.append(
+        {"url": url, "user": user, "token_file": "jenkins.token", "tree": TREE, "node": node}
     )
 
 
@@ -315,9 +309,8 @@ def test_coordinator_problems(
 
 
 def test_unreadable_ca_file_is_a_finding_not_a_crash(setup: Setup, tmp_path: Path) -> None:
-    setup.extra_toml += (
-        f'\n[[coordinator]]\nurl = "https://127.0.0.1:{free_port()}/"\n'
-        f'ca_file = "{tmp_path / "missing-ca.pem"}"\n'
+    setup.coordinators.append(
+        {"url": f"https://127.0.0.1:{free_port()}/", "ca_file": str(tmp_path / "missing-ca.pem")}
     )
     report = setup.run()
     assert report.code == 1, report.output

@@ -17,8 +17,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from agent.model import Code
-from tests.agentproc import AgentProcess, wait_for
+from tests.agentproc import AgentProcess
 from tests.fakes.jsonrpc4j import JsonRpc4jClient
+from tests.support.waiting import wait_for
 
 CLIENTS = 8
 ACKED_BEFORE_KILL = 150

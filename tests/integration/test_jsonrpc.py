@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from agent.model import Code
-from tests.agentproc import AgentProcess, wait_for
+from tests.agentproc import AgentProcess
 from tests.fakes.jsonrpc4j import (
     LOCK,
     RELEASE,
@@ -28,6 +28,7 @@ from tests.fakes.jsonrpc4j import (
     check_envelope,
     check_result,
 )
+from tests.support.waiting import wait_for
 
 TASK = "job/phone-tests/"
 BUILD = "job/phone-tests/12/"

@@ -8,76 +8,35 @@ True: real answers of a running agent -- successes, refusals, errors, JSON-RPC
 
 from __future__ import annotations
 
-import asyncio
 import json
-import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from jsonschema import Draft202012Validator
 from openapi_spec_validator import validate
-from referencing import Registry, Resource
-from referencing.jsonschema import DRAFT202012
 
 from agent.api.app import make_app
 from agent.api.openapi import DOCUMENT
-from agent.authority import Authority
-from agent.events import EventBus
 from agent.model import Code
-from agent.registry import Registry as Rules
-from agent.store import Store
-from tests.agentproc import AgentProcess, Response
-
-DOC_URI = "urn:resource-agent:openapi"
-REGISTRY: Registry[Any] = Registry().with_resource(
-    DOC_URI, Resource.from_contents(DOCUMENT, default_specification=DRAFT202012)
-)
-METHODS = {"get", "put", "post", "delete", "patch", "options", "head", "trace"}
-
-
-def _pointer(*parts: str) -> str:
-    return "/".join(p.replace("~", "~0").replace("/", "~1") for p in parts)
-
-
-def check(path: str, method: str, resp: Response) -> Any:
-    """The answer has a documented status and content type and fits the schema."""
-    operation = DOCUMENT["paths"][path][method.lower()]
-    documented = operation["responses"].get(str(resp.status))
-    assert documented is not None, f"{method} {path}: HTTP {resp.status} is not documented"
-    content = documented.get("content")
-    if content is None:
-        assert resp.body == b"", f"{method} {path}: {resp.status} documented without a body"
-        return None
-    content_type = resp.headers.get("content-type", "").split(";")[0]
-    assert content_type in content, f"{method} {path}: {content_type} not in {list(content)}"
-    pointer = _pointer("paths", path, method.lower(), "responses", str(resp.status))
-    pointer += "/" + _pointer("content", content_type, "schema")
-    validator = Draft202012Validator({"$ref": f"{DOC_URI}#/{pointer}"}, registry=REGISTRY)
-    body = resp.json()
-    errors = sorted(validator.iter_errors(body), key=lambda e: list(e.path))
-    assert not errors, f"{method} {path} {resp.status}: {errors[0].message} in {body}"
-    return body
+from tests.agentproc import AgentProcess
+from tests.support.core import core_harness
+from tests.support.openapi import METHODS, check
 
 
 def test_document_is_valid_openapi() -> None:
     validate(DOCUMENT)
 
 
-@pytest.fixture(scope="module")
-def app_routes(tmp_path_factory: pytest.TempPathFactory) -> Iterator[set[tuple[str, str]]]:
+@pytest.fixture
+async def app_routes(tmp_path: Path) -> set[tuple[str, str]]:
     """(METHOD, path) of every route the real app registers (HEAD comes with GET)."""
-    store = Store(Path(tmp_path_factory.mktemp("routes")) / "state.db", time.time)
-    authority = Authority(Rules(time.time), store, EventBus(), time.time, lambda exc: None)
-    app = make_app(authority, "resource-agent://test")
-    routes = {
-        (route.method, route.resource.canonical)
-        for route in app.router.routes()
-        if route.method != "HEAD" and route.resource is not None
-    }
-    yield routes
-    asyncio.run(store.close())
+    async with core_harness(tmp_path) as core:
+        app = make_app(core.authority, "resource-agent://test")
+        return {
+            (route.method, route.resource.canonical)
+            for route in app.router.routes()
+            if route.method != "HEAD" and route.resource is not None
+        }
 
 
 def test_every_route_is_documented_and_nothing_else(app_routes: set[tuple[str, str]]) -> None:

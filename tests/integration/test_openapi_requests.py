@@ -14,25 +14,13 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from jsonschema import Draft202012Validator
-from referencing import Registry, Resource
-from referencing.jsonschema import DRAFT202012
 
 from agent.api.openapi import DOCUMENT, JSONRPC_METHODS
 from tests.agentproc import AgentProcess
+from tests.support.openapi import validator
 
-DOC_URI = "urn:resource-agent:openapi"
-REGISTRY: Registry[Any] = Registry().with_resource(
-    DOC_URI, Resource.from_contents(DOCUMENT, default_specification=DRAFT202012)
-)
 SCHEMAS = DOCUMENT["components"]["schemas"]
 VALUES: list[Any] = [None, "text", "", 60, 2.5, 0, -1, 10**9, True, False, [], {}, {"id": "x"}]
-
-
-def validator(schema_name: str) -> Draft202012Validator:
-    return Draft202012Validator(
-        {"$ref": f"{DOC_URI}#/components/schemas/{schema_name}"}, registry=REGISTRY
-    )
 
 
 def cases(schema_name: str, base: dict[str, Any]) -> Iterator[dict[str, Any]]:
@@ -52,7 +40,7 @@ def request_body_schema(path: str) -> str:
     return ref.rsplit("/", 1)[1]
 
 
-REST_BASES = {
+REST_BASES: dict[str, dict[str, Any]] = {
     "reserve": {"timeout": 60},
     "lock": {"lease": 60},
     "release": {"key": "k"},
@@ -76,7 +64,7 @@ def test_rest_accepts_exactly_what_the_document_says(
     pool_agent: AgentProcess, rid: str, action: str
 ) -> None:
     name = request_body_schema(f"/api/resources/{{id}}/{action}")
-    judge = validator(name)
+    judge = validator("components", "schemas", name)
     seen: set[bool] = set()
     for body in cases(name, REST_BASES[action]):
         valid = judge.is_valid(body)
@@ -92,7 +80,7 @@ def test_rest_accepts_exactly_what_the_document_says(
     assert seen == {True, False}, "the cases must hold both accepted and refused bodies"
 
 
-JSONRPC_BASES = {
+JSONRPC_BASES: dict[str, dict[str, Any]] = {
     "ResourceMonitor.Resources.Reserve": {"timeout": 3, "clientInfo": {"id": "j", "url": "u"}},
     "ResourceMonitor.Resources.Lock": {"key": "k", "clientInfo": {"id": "j", "url": "u"}},
     "ResourceMonitor.Resources.Release": {"key": "k", "clientInfo": {"id": "j", "url": "u"}},
@@ -118,7 +106,7 @@ def test_jsonrpc_accepts_exactly_what_the_document_says(
     pool_agent: AgentProcess, rid: str, method: str
 ) -> None:
     name = params_schema(method)
-    judge = validator(name)
+    judge = validator("components", "schemas", name)
     seen: set[bool] = set()
     for params in cases(name, {"resource": rid, **JSONRPC_BASES[method]}):
         valid = judge.is_valid(params)

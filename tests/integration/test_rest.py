@@ -16,7 +16,8 @@ from urllib.parse import quote
 import pytest
 
 from agent.model import Code
-from tests.agentproc import AgentProcess, Response, wait_for
+from tests.agentproc import AgentProcess, Response
+from tests.support.waiting import wait_for
 
 IDENTITY = "resource-agent://test-node"  # what AgentProcess configures
 

@@ -15,8 +15,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.agentproc import AgentProcess, free_port, wait_for
+from tests.agentproc import AgentProcess
 from tests.fakes.jenkins import FakeJenkins, JenkinsServer
+from tests.support.net import free_port
+from tests.support.waiting import wait_for
 
 WATCHDOG_USEC = "200000"  # 0.2 s: the agent pings every 0.1 s
 
@@ -42,7 +44,7 @@ class Manager:
         self.messages.append(fields)
         return fields
 
-    def until(self, key: str, value: str | None = None, timeout: float = 20.0) -> dict[str, str]:
+    def expect(self, key: str, value: str | None = None, timeout: float = 20.0) -> dict[str, str]:
         """Read messages until one carries ``key`` (with ``value``, if given)."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -78,7 +80,7 @@ def test_ready_watchdog_status_stopping(tmp_path: Path, manager: Manager) -> Non
     )
     agent.start(wait=False)
     try:
-        ready = manager.until("READY", "1")
+        ready = manager.expect("READY", "1")
         # READY=1 means the listener is bound: a connection must succeed right now.
         assert _connects(agent.port), "READY=1 arrived before the port accepted connections"
         assert ready["STATUS"] == "2 resources, 0 locked, no coordinators"
@@ -86,15 +88,15 @@ def test_ready_watchdog_status_stopping(tmp_path: Path, manager: Manager) -> Non
         # The pings keep coming from the running loop.
         before = sum("WATCHDOG" in m for m in manager.messages)
         for _ in range(3):
-            assert manager.until("WATCHDOG", "1", timeout=5)["WATCHDOG"] == "1"
+            assert manager.expect("WATCHDOG", "1", timeout=5)["WATCHDOG"] == "1"
         assert sum("WATCHDOG" in m for m in manager.messages) >= before + 3
 
         # A lock changes the one-line status.
         assert agent.post("/api/resources/r1/lock", {"holder": "t"}).status == 200
-        assert manager.until("STATUS", "2 resources, 1 locked, no coordinators")
+        assert manager.expect("STATUS", "2 resources, 1 locked, no coordinators")
 
         agent.signal(signal.SIGTERM)
-        stopping = manager.until("STOPPING", "1")
+        stopping = manager.expect("STOPPING", "1")
         assert stopping["STATUS"] == "stopping"
         assert agent.wait() == 0
     finally:
@@ -103,20 +105,19 @@ def test_ready_watchdog_status_stopping(tmp_path: Path, manager: Manager) -> Non
 
 def test_status_reports_coordinator_health(tmp_path: Path, manager: Manager) -> None:
     with JenkinsServer(FakeJenkins(nodes=["test-node"])) as jenkins:
-        coordinators = "".join(
-            f'[[coordinator]]\nurl = "{url}"\ntimeout = 2.0\n\n'
+        coordinators = [
+            {"url": url, "timeout": 2.0}
             for url in (jenkins.url, f"http://127.0.0.1:{free_port()}/")
-        )
+        ]
         agent = AgentProcess(
             tmp_path,
             resources=["r1"],
-            config={"agent": {"node": "test-node"}},
-            extra_toml=coordinators,
+            config={"agent": {"node": "test-node"}, "coordinator": coordinators},
             env={"NOTIFY_SOCKET": manager.name},
         )
         with agent:
             # One Jenkins takes the resources, the other never answers.
-            assert manager.until("STATUS", "1 resource, 0 locked, 1 of 2 coordinators ok")
+            assert manager.expect("STATUS", "1 resource, 0 locked, 1 of 2 coordinators ok")
             assert "r1" in jenkins.jenkins.resources("test-node")
 
 
@@ -127,11 +128,11 @@ def test_watchdog_meant_for_another_pid_is_not_pinged(tmp_path: Path, manager: M
     )
     agent.start(wait=False)
     try:
-        manager.until("READY", "1")
+        manager.expect("READY", "1")
         # With the watchdog on, the first ping precedes READY=1 (it starts before the listener).
         assert not any("WATCHDOG" in m for m in manager.messages), manager.messages
         agent.signal(signal.SIGTERM)
-        manager.until("STOPPING", "1")
+        manager.expect("STOPPING", "1")
         assert agent.wait() == 0
     finally:
         agent.stop()
@@ -150,9 +151,9 @@ def test_watchdog_pid_naming_the_agent_is_pinged(tmp_path: Path, manager: Manage
         tmp_path, env={"NOTIFY_SOCKET": manager.name, "WATCHDOG_USEC": WATCHDOG_USEC}
     )
     with agent:
-        manager.until("READY", "1")
+        manager.expect("READY", "1")
         for _ in range(2):
-            manager.until("WATCHDOG", "1", timeout=5)
+            manager.expect("WATCHDOG", "1", timeout=5)
         assert (Path(f"/proc/{agent.pid}/environ").read_bytes().split(b"\0")).count(
             f"WATCHDOG_PID={agent.pid}".encode()
         ) == 1
@@ -163,7 +164,7 @@ def test_notify_socket_as_a_path(tmp_path: Path) -> None:
     agent = AgentProcess(tmp_path / "agent", env={"NOTIFY_SOCKET": mgr.name})
     try:
         agent.start()
-        assert mgr.until("READY", "1")["STATUS"] == "0 resources, 0 locked, no coordinators"
+        assert mgr.expect("READY", "1")["STATUS"] == "0 resources, 0 locked, no coordinators"
     finally:
         agent.stop()
         mgr.close()

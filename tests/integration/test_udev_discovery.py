@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from tests.agentproc import AgentProcess, wait_for
+from tests.agentproc import AgentProcess
 from tests.fakes.umockdev import (
     Testbed,
     hub,
@@ -22,6 +22,7 @@ from tests.fakes.umockdev import (
     phone,
     umockdev_active,
 )
+from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.skipif(
     not umockdev_active(), reason="needs umockdev-wrapper (make test runs it)"

@@ -13,10 +13,11 @@ from typing import Any
 
 import pytest
 
-from tests.agentproc import AgentProcess, wait_for
+from tests.agentproc import AgentProcess
 from tests.fakes.adb_server import AdbServer
 from tests.fakes.adbd import FakeAdbd
 from tests.fakes.umockdev import Testbed, phone, umockdev_active
+from tests.support.waiting import wait_for
 
 pytestmark = [
     pytest.mark.skipif(not umockdev_active(), reason="needs umockdev-wrapper (make test runs it)"),

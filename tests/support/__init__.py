@@ -3,5 +3,9 @@
 ``clock`` (a fake clock), ``holders`` (the clientInfo values tests use),
 ``waiting`` (polling until something is true, sync and async), ``net`` (free
 ports), ``tomlfile`` (config files through tomli-w), ``core`` (the agent's real
-core built with ``build_core``, as the daemon builds it).
+core built with ``build_core``, as the daemon builds it), ``rig`` (that core
+feeding real coordinator syncs), ``coordinator`` (``[[coordinator]]`` tables
+and Jenkins' metadata for the agent process), ``openapi`` (real answers checked
+against the OpenAPI document). ``tests/agentproc.py`` runs the agent process;
+``tests/fakes/`` are the stand-ins for the world (adb, phones, Jenkins, udev).
 """

@@ -4,24 +4,25 @@ after commit, in commit order."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
-from typing import Any, TypeVar
 
 import pytest
 
 from agent.authority import Authority
+from agent.core import STATE_FILE, Core
 from agent.events import EventBus
 from agent.model import (
     Code,
     Description,
+    EndReason,
     Event,
     EventType,
-    Holder,
     HoldKind,
     Kind,
     Refused,
@@ -29,12 +30,9 @@ from agent.model import (
 )
 from agent.registry import Registry
 from agent.store import Store, StoreError
-from tests.unit.test_registry import FakeClock
-
-T = TypeVar("T")
-
-QUEUED = Holder("http://jenkins.example:8080/", "http://jenkins.example:8080/queue/item/7/")
-BUILD = Holder("http://jenkins.example:8080/", "http://jenkins.example:8080/job/x/12/")
+from tests.support.clock import FakeClock
+from tests.support.core import core_harness
+from tests.support.holders import BUILD, QUEUED
 
 
 def event(type_: EventType, rid: str = "r") -> Event:
@@ -104,26 +102,43 @@ def test_bus_subscriber_may_unsubscribe_while_called() -> None:
 
 
 class Harness:
-    """A real store, registry, bus and authority around one temp database."""
+    """The real core (``build_core``) around one temp database, and what it published."""
 
-    def __init__(self, path: Path, clock: Callable[[], float], grace: float = 30.0) -> None:
+    def __init__(self, path: Path) -> None:
         self.path = path
-        self.store = Store(path, clock)
-        self.registry = Registry(clock, grace=grace)
-        self.registry.restore(self.store.load())
         self.published: list[Event] = []
         self.fatal: list[BaseException] = []
         self.changed = asyncio.Event()
-        self.store.start()
-        bus = EventBus()
-        bus.subscribe(self._on_event)
-        self.authority = Authority(self.registry, self.store, bus, clock, self._on_fatal)
+        self._core: Core | None = None
+
+    @property
+    def core(self) -> Core:
+        assert self._core is not None, "the core is not running"
+        return self._core
+
+    @property
+    def authority(self) -> Authority:
+        return self.core.authority
+
+    @property
+    def registry(self) -> Registry:
+        return self.core.registry
+
+    @property
+    def store(self) -> Store:
+        return self.core.store
+
+    def attach(self, core: Core) -> None:
+        """Follow ``core``'s bus from now on."""
+        self._core = core
+        core.bus.subscribe(self._on_event)
 
     def _on_event(self, e: Event) -> None:
         self.published.append(e)
         self.changed.set()
 
-    def _on_fatal(self, exc: BaseException) -> None:
+    def on_fatal(self, exc: BaseException) -> None:
+        """The core's ``on_fatal``: a failed commit is recorded, not raised."""
         self.fatal.append(exc)
         self.changed.set()
 
@@ -141,34 +156,39 @@ class Harness:
 
     async def published_until(self, done: Callable[[list[Event]], bool]) -> list[Event]:
         """Wait (at most 10 s) until the published events satisfy ``done``."""
-        await self.until(lambda: done(self.published))
+        await self.heard(lambda: done(self.published))
         return self.published
 
-    async def until(self, done: Callable[[], bool]) -> None:
+    async def heard(self, done: Callable[[], bool]) -> None:
         """Wait (at most 10 s) for ``done``, checked after each event or fatal error."""
         async with asyncio.timeout(10):
             while not done():
                 self.changed.clear()
                 await self.changed.wait()
 
-    async def close(self) -> None:
-        self.authority.stop()
-        await self.store.close()
 
+@contextlib.asynccontextmanager
+async def harness(
+    state_dir: Path, clock: Callable[[], float], grace: float = 30.0
+) -> AsyncIterator[Harness]:
+    """The core on ``state_dir`` as the daemon builds it: started here, stopped after the block.
 
-def run(coro: Coroutine[Any, Any, T]) -> T:
-    return asyncio.run(coro)
+    Stopping stops the authority's timer and closes the store, which finishes
+    every queued write: what the block's commands published is complete after it.
+    """
+    h = Harness(state_dir / STATE_FILE)
+    async with core_harness(state_dir, clock, grace, on_fatal=h.on_fatal) as core:
+        h.attach(core)
+        yield h
 
 
 def types(events: list[Event]) -> list[EventType]:
     return [e.type for e in events]
 
 
-def test_commands_are_on_disk_when_answered(tmp_path: Path) -> None:
+async def test_commands_are_on_disk_when_answered(tmp_path: Path) -> None:
     clock = FakeClock()
-
-    async def scenario() -> None:
-        h = Harness(tmp_path / "state.db", clock)
+    async with harness(tmp_path, clock) as h:
         h.authority.describe(Description("r", "R", Kind.STATIC))
         await h.published_until(lambda p: len(p) == 1)
         reserved = await h.authority.reserve("r", 60, QUEUED)
@@ -198,31 +218,26 @@ def test_commands_are_on_disk_when_answered(tmp_path: Path) -> None:
         assert row["hold_key"] is None
         assert row["enabled"] == 1
         history = await h.authority.history("r", 10)
-        assert [(e.kind, e.end_reason) for e in history] == [("locked", "released")]
-        await h.close()
-        # Every change was published after its commit, in order.
-        assert types(h.published) == [
-            EventType.ADDED,
-            EventType.RESERVED,
-            EventType.LOCKED,
-            EventType.RENEWED,
-            EventType.DISABLED,
-            EventType.ENABLED,
-            EventType.RELEASED,
-        ]
-        assert h.fatal == []
-
-    run(scenario())
+        assert [(e.kind, e.end_reason) for e in history] == [(HoldKind.LOCKED, EndReason.RELEASED)]
+    # Every change was published after its commit, in order.
+    assert types(h.published) == [
+        EventType.ADDED,
+        EventType.RESERVED,
+        EventType.LOCKED,
+        EventType.RENEWED,
+        EventType.DISABLED,
+        EventType.ENABLED,
+        EventType.RELEASED,
+    ]
+    assert h.fatal == []
 
 
-def test_published_only_after_commit(tmp_path: Path) -> None:
+async def test_published_only_after_commit(tmp_path: Path) -> None:
     clock = FakeClock()
-
-    async def scenario() -> None:
-        h = Harness(tmp_path / "state.db", clock)
+    behind: list[str] = []
+    async with harness(tmp_path, clock) as h:
         h.authority.describe(Description("r", "R", Kind.STATIC))
         await h.published_until(lambda p: len(p) == 1)
-        behind: list[str] = []
 
         def check(e: Event) -> None:
             # The disk already has this change (or a later one), never less.
@@ -235,21 +250,16 @@ def test_published_only_after_commit(tmp_path: Path) -> None:
         h.authority.bus.subscribe(check)
         # Many commands at once: they share commits, and are heard in order.
         await asyncio.gather(*(h.authority.disable("r", str(n)) for n in range(1, 101)))
-        await h.close()
-        assert behind == []
-        reasons = [e.resource.disabled_reason for e in h.published[1:]]
-        assert reasons == [str(n) for n in range(1, 101)]
-
-    run(scenario())
+    assert behind == []
+    reasons = [e.resource.disabled_reason for e in h.published[1:]]
+    assert reasons == [str(n) for n in range(1, 101)]
 
 
-def test_answer_without_changes_waits_for_the_change_it_reports(tmp_path: Path) -> None:
+async def test_answer_without_changes_waits_for_the_change_it_reports(tmp_path: Path) -> None:
     """A lock asked for twice at once: the second answer (no change of its own)
     comes only once the first one's lock is on disk."""
     clock = FakeClock()
-
-    async def scenario() -> None:
-        h = Harness(tmp_path / "state.db", clock)
+    async with harness(tmp_path, clock) as h:
         h.authority.describe(Description("r", "R", Kind.STATIC))
         reserved = await h.authority.reserve("r", 60, QUEUED)
         gate = threading.Event()
@@ -267,16 +277,11 @@ def test_answer_without_changes_waits_for_the_change_it_reports(tmp_path: Path) 
         assert row is not None
         assert (row["hold_kind"], row["hold_key"]) == ("locked", hold.key)
         assert await first == hold
-        await h.close()
-
-    run(scenario())
 
 
-def test_refusal_writes_and_publishes_nothing(tmp_path: Path) -> None:
+async def test_refusal_writes_and_publishes_nothing(tmp_path: Path) -> None:
     clock = FakeClock()
-
-    async def scenario() -> None:
-        h = Harness(tmp_path / "state.db", clock)
+    async with harness(tmp_path, clock) as h:
         h.authority.describe(Description("r", "R", Kind.STATIC))
         hold = await h.authority.reserve("r", 60, QUEUED)
         before = list(h.published)
@@ -292,17 +297,12 @@ def test_refusal_writes_and_publishes_nothing(tmp_path: Path) -> None:
         row = h.on_disk("r")
         assert row is not None
         assert row["hold_key"] == hold.key
-        await h.close()
-        assert h.published == before
-
-    run(scenario())
+    assert h.published == before
 
 
-def test_sources_are_recorded_without_waiting(tmp_path: Path) -> None:
+async def test_sources_are_recorded_without_waiting(tmp_path: Path) -> None:
     clock = FakeClock()
-
-    async def scenario() -> None:
-        h = Harness(tmp_path / "state.db", clock)
+    async with harness(tmp_path, clock) as h:
         h.authority.describe(Description("phone", "Pixel", Kind.ANDROID, metadata={"a": "1"}))
         h.authority.set_health("phone", "unauthorized")
         h.authority.vanish("phone")
@@ -313,23 +313,17 @@ def test_sources_are_recorded_without_waiting(tmp_path: Path) -> None:
         row = h.on_disk("phone")
         assert row is not None
         assert row["name"] == "Pixel"
-        await h.close()
-
-    run(scenario())
 
 
-def test_timer_expires_reservation_on_time(tmp_path: Path) -> None:
+async def test_timer_expires_reservation_on_time(tmp_path: Path) -> None:
     """The real clock and the real timer: a short reservation ends by itself."""
-
-    async def scenario() -> None:
-        h = Harness(tmp_path / "state.db", time.time)
+    async with harness(tmp_path, time.time) as h:
         h.authority.describe(Description("r", "R", Kind.STATIC))
-        h.authority.start()
         hold = await h.authority.reserve("r", 0.05, QUEUED)
         events = await h.published_until(lambda p: EventType.EXPIRED in types(p))
         assert types(events) == [EventType.ADDED, EventType.RESERVED, EventType.EXPIRED]
         assert events[-1].hold == hold
-        assert events[-1].reason == "reservation expired"
+        assert events[-1].ended is EndReason.RESERVATION_EXPIRED
         row = h.on_disk("r")
         assert row is not None
         assert row["hold_key"] is None
@@ -338,17 +332,12 @@ def test_timer_expires_reservation_on_time(tmp_path: Path) -> None:
         assert info.value.code is Code.EXPIRED
         history = await h.authority.history("r", 10)
         assert [(e.end_reason, e.ended_at) for e in history] == [
-            ("reservation expired", hold.expires)
+            (EndReason.RESERVATION_EXPIRED, hold.expires)
         ]
-        await h.close()
-
-    run(scenario())
 
 
-def test_timer_ends_grace_period(tmp_path: Path) -> None:
-    async def scenario() -> None:
-        h = Harness(tmp_path / "state.db", time.time, grace=0.05)
-        h.authority.start()
+async def test_timer_ends_grace_period(tmp_path: Path) -> None:
+    async with harness(tmp_path, time.time, grace=0.05) as h:
         h.authority.describe(Description("r", "R", Kind.USB))
         hold = await h.authority.lock("r", None, BUILD)
         h.authority.vanish("r")
@@ -363,29 +352,16 @@ def test_timer_ends_grace_period(tmp_path: Path) -> None:
         row = h.on_disk("r")
         assert row is not None
         assert row["gone"] == 1
-        await h.close()
-
-    run(scenario())
 
 
-def test_start_applies_deadlines_passed_while_down(tmp_path: Path) -> None:
+async def test_start_applies_deadlines_passed_while_down(tmp_path: Path) -> None:
     clock = FakeClock()
-    path = tmp_path / "state.db"
-
-    async def before() -> str:
-        h = Harness(path, clock)
+    async with harness(tmp_path, clock) as h:
         h.authority.describe(Description("r", "R", Kind.STATIC))
         h.authority.describe(Description("s", "S", Kind.USB))
-        hold = await h.authority.reserve("r", 60, QUEUED)
-        await h.close()
-        return hold.key
-
-    key = run(before())
+        key = (await h.authority.reserve("r", 60, QUEUED)).key
     clock.advance(3600)  # the agent was down for an hour
-
-    async def after() -> None:
-        h = Harness(path, clock)
-        h.authority.start()
+    async with harness(tmp_path, clock) as h:
         events = await h.published_until(lambda p: len(p) >= 1)
         assert [(e.type, e.resource.id) for e in events] == [(EventType.EXPIRED, "r")]
         row = h.on_disk("r")
@@ -399,23 +375,15 @@ def test_start_applies_deadlines_passed_while_down(tmp_path: Path) -> None:
         h.authority.describe(Description("r", "R", Kind.STATIC))
         hold = await h.authority.lock("r", None, BUILD)
         assert hold.kind is HoldKind.LOCKED
-        await h.close()
-
-    run(after())
 
 
-def test_store_failure_is_fatal_and_unpublished(tmp_path: Path) -> None:
+async def test_store_failure_is_fatal_and_unpublished(tmp_path: Path) -> None:
     clock = FakeClock()
-
-    async def scenario() -> None:
-        h = Harness(tmp_path / "state.db", clock)
+    async with harness(tmp_path, clock) as h:
         h.authority.describe(Description("ok", "OK", Kind.USB))
         # A name SQLite cannot store (a lone surrogate): the commit fails.
         h.authority.describe(Description("bad", "bad \udcff", Kind.USB))
-        await h.until(lambda: bool(h.fatal))
+        await h.heard(lambda: bool(h.fatal))
         (exc,) = h.fatal
         assert isinstance(exc, StoreError)
-        await h.close()
-        assert [e.resource.id for e in h.published] == ["ok"]
-
-    run(scenario())
+    assert [e.resource.id for e in h.published] == ["ok"]

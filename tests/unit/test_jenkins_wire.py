@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import http.server
 import threading
 from collections.abc import Iterator
@@ -20,8 +19,8 @@ from agent.coordinator.jenkins import (
     tree_document,
 )
 from agent.model import Holder, HoldKind, Kind, Resource
-from tests.agentproc import free_port
 from tests.fakes.jenkins import READ, FakeJenkins, JenkinsServer, User
+from tests.support.net import free_port
 
 NODE = "build-1"
 
@@ -81,83 +80,77 @@ def test_documents() -> None:
     )
 
 
-def test_round_trip_through_the_plugin_merge(server: JenkinsServer) -> None:
-    async def scenario() -> None:
-        jc = client(server)
-        try:
-            document = tree_document("phones", [resource_value(PHONE, PHONE.metadata)])
-            answer = await jc.update(document)
-            assert answer.message == "OK" and not answer.ignored
-            await jc.command(
-                "lockResource",
-                "ABC123",
-                lockedBy="job/x/1/",
-                clientInfo=client_info(Holder("http://j/", "job/x/1/")),
-            )
-            own = client_info(Holder(server.url, "job/y/"))
-            assert (await jc.command("releaseResource", "ABC123", clientInfo=own)).ignored
-            remote = parse_tree(await jc.get_metadata(), "PHONES")
-        finally:
-            await jc.close()
-        [phone] = remote.values()
-        assert phone.id == "ABC123" and phone.enabled and phone.hold is HoldKind.LOCKED
-        assert dict(phone.values) == dict(PHONE.metadata)
-        assert phone.description == PHONE.description
-
-    asyncio.run(scenario())
+async def test_round_trip_through_the_plugin_merge(server: JenkinsServer) -> None:
+    jc = client(server)
+    try:
+        document = tree_document("phones", [resource_value(PHONE, PHONE.metadata)])
+        answer = await jc.update(document)
+        assert answer.message == "OK" and not answer.ignored
+        await jc.command(
+            "lockResource",
+            "ABC123",
+            lockedBy="job/x/1/",
+            clientInfo=client_info(Holder("http://j/", "job/x/1/")),
+        )
+        own = client_info(Holder(server.url, "job/y/"))
+        assert (await jc.command("releaseResource", "ABC123", clientInfo=own)).ignored
+        remote = parse_tree(await jc.get_metadata(), "PHONES")
+    finally:
+        await jc.close()
+    [phone] = remote.values()
+    assert phone.id == "ABC123" and phone.enabled and phone.hold is HoldKind.LOCKED
+    assert dict(phone.values) == dict(PHONE.metadata)
+    assert phone.description == PHONE.description
 
 
-def test_failures_are_told_apart(server: JenkinsServer) -> None:
-    async def scenario() -> None:
-        jenkins = server.jenkins
-        good = tree_document("t", [resource_value(PHONE, {})])
-        clients = [
-            client(server, token="bad"),
-            client(server, user="reader", token="r"),
-            client(server, node="no-such-node"),
-            client(server),
-        ]
-        bad_token, reader, wrong_node, jc = clients
-        try:
-            err = await failure(bad_token.update(good))
-            assert (err.kind, err.status) == (Failure.AUTH, 401) and "token" in err.message
-            err = await failure(reader.update(good))
-            assert (err.kind, err.status) == (Failure.AUTH, 403)
-            assert "Metadata/Update" in err.message and "permission" in err.message
-            err = await failure(wrong_node.get_metadata())
-            assert err.kind is Failure.NO_NODE and "'no-such-node'" in err.message
-            err = await failure(jc.command("enable", "ghost"))
-            assert err.kind is Failure.NO_RESOURCE and "ghost" in err.message
-            jenkins.reject_names.add("ABC123")
-            err = await failure(jc.update(good))
-            assert err.kind is Failure.REJECTED and "ERR_BAD_DATA" in err.message
-            assert '"name":"ABC123"' in err.message  # the rejected document is quoted
-            jenkins.reject_names.clear()
-            jenkins.outage.errors = True
-            err = await failure(jc.update(good))
-            assert (err.kind, err.status) == (Failure.SERVER, 500) and "data" in err.message
-            jenkins.outage.errors = False
-            jenkins.outage.delay = 1.0  # longer than the client's 0.5 s timeout
-            err = await failure(jc.get_metadata())
-            assert err.kind is Failure.UNREACHABLE and "in time" in err.message
-            jenkins.outage.delay = 0.0
-            dead = JenkinsClient(f"http://127.0.0.1:{free_port()}/", NODE, timeout=2.0)
-            clients.append(dead)
-            err = await failure(dead.get_metadata())
-            assert err.kind is Failure.UNREACHABLE
-            assert (await jc.update(good)).message == "OK"
-            jenkins.no_save = True
-            answer = await jc.command("disable", "ABC123")
-            assert answer.unsaved and not answer.ignored
-            assert jenkins.resources(NODE)["ABC123"]["enabled"] is False
-        finally:
-            for c in clients:
-                await c.close()
-
-    asyncio.run(scenario())
+async def test_failures_are_told_apart(server: JenkinsServer) -> None:
+    jenkins = server.jenkins
+    good = tree_document("t", [resource_value(PHONE, {})])
+    clients = [
+        client(server, token="bad"),
+        client(server, user="reader", token="r"),
+        client(server, node="no-such-node"),
+        client(server),
+    ]
+    bad_token, reader, wrong_node, jc = clients
+    try:
+        err = await failure(bad_token.update(good))
+        assert (err.kind, err.status) == (Failure.AUTH, 401) and "token" in err.message
+        err = await failure(reader.update(good))
+        assert (err.kind, err.status) == (Failure.AUTH, 403)
+        assert "Metadata/Update" in err.message and "permission" in err.message
+        err = await failure(wrong_node.get_metadata())
+        assert err.kind is Failure.NO_NODE and "'no-such-node'" in err.message
+        err = await failure(jc.command("enable", "ghost"))
+        assert err.kind is Failure.NO_RESOURCE and "ghost" in err.message
+        jenkins.reject_names.add("ABC123")
+        err = await failure(jc.update(good))
+        assert err.kind is Failure.REJECTED and "ERR_BAD_DATA" in err.message
+        assert '"name":"ABC123"' in err.message  # the rejected document is quoted
+        jenkins.reject_names.clear()
+        jenkins.outage.errors = True
+        err = await failure(jc.update(good))
+        assert (err.kind, err.status) == (Failure.SERVER, 500) and "data" in err.message
+        jenkins.outage.errors = False
+        jenkins.outage.delay = 1.0  # longer than the client's 0.5 s timeout
+        err = await failure(jc.get_metadata())
+        assert err.kind is Failure.UNREACHABLE and "in time" in err.message
+        jenkins.outage.delay = 0.0
+        dead = JenkinsClient(f"http://127.0.0.1:{free_port()}/", NODE, timeout=2.0)
+        clients.append(dead)
+        err = await failure(dead.get_metadata())
+        assert err.kind is Failure.UNREACHABLE
+        assert (await jc.update(good)).message == "OK"
+        jenkins.no_save = True
+        answer = await jc.command("disable", "ABC123")
+        assert answer.unsaved and not answer.ignored
+        assert jenkins.resources(NODE)["ABC123"]["enabled"] is False
+    finally:
+        for c in clients:
+            await c.close()
 
 
-def test_deeply_nested_answer_is_a_server_failure() -> None:
+async def test_deeply_nested_answer_is_a_server_failure() -> None:
     """JSON nested past Python's recursion limit is not Jenkins: a SERVER failure."""
 
     class Deep(http.server.BaseHTTPRequestHandler):
@@ -176,16 +169,13 @@ def test_deeply_nested_answer_is_a_server_failure() -> None:
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
 
-    async def scenario() -> None:
+    try:
         jc = JenkinsClient(f"http://127.0.0.1:{server.server_address[1]}/", NODE, timeout=5.0)
         try:
             err = await failure(jc.get_metadata())
             assert err.kind is Failure.SERVER and "not a Jenkins JSON answer" in err.message
         finally:
             await jc.close()
-
-    try:
-        asyncio.run(scenario())
     finally:
         server.shutdown()
         server.server_close()

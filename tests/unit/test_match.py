@@ -7,10 +7,11 @@ from typing import Any
 
 import pytest
 
-from agent.config import ConfigError, MatchRule, load_settings
+from agent.config import ConfigError, load_settings
 from agent.discovery.match import (
     FASTBOOT_HEALTH,
     DeviceInfo,
+    MatchRule,
     Verdict,
     classify,
     needs_ancestors,

@@ -13,35 +13,20 @@ from agent.model import (
     MAX_SECONDS,
     Code,
     Description,
+    EndReason,
     Event,
     EventType,
     Hold,
-    Holder,
     HoldKind,
     Kind,
     Refused,
     Resource,
 )
 from agent.registry import Registry, new_key
+from tests.support.clock import FakeClock
+from tests.support.holders import BUILD, OTHER, PERSON, QUEUED
 
 GRACE = 30.0
-QUEUED = Holder("http://jenkins.example:8080/", "http://jenkins.example:8080/queue/item/7/")
-BUILD = Holder("http://jenkins.example:8080/", "http://jenkins.example:8080/job/x/12/")
-OTHER = Holder("http://other.example/", "http://other.example/job/y/3/")
-PERSON = Holder("resource-agent://lab1", "alice")
-
-
-class FakeClock:
-    """A clock that moves only when told to."""
-
-    def __init__(self, now: float = 1_000_000.0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
 
 
 @pytest.fixture
@@ -299,7 +284,7 @@ def test_release_with_key(reg: Registry, clock: FakeClock) -> None:
     assert released == locked
     assert types(events) == [EventType.RELEASED]
     assert events[0].hold == locked
-    assert events[0].reason == "released"
+    assert events[0].ended is EndReason.RELEASED
     assert events[0].resource.hold is None
     assert events[0].resource.state == "free"
     assert reg.get("phone1").hold is None
@@ -342,15 +327,15 @@ def test_forced_release(reg: Registry) -> None:
     released, events = reg.release("phone1", None, True)
     assert released == hold
     assert types(events) == [EventType.RELEASED]
-    assert events[0].reason == "forced"
+    assert events[0].ended is EndReason.FORCED
     assert reg.get("phone1").hold is None
     hold, _ = reg.lock("phone1", None, PERSON)
     _, events = reg.release("phone1", "wrong", True)
-    assert events[0].reason == "forced"
+    assert events[0].ended is EndReason.FORCED
     # Forcing with the right key is an ordinary release.
     hold, _ = reg.lock("phone1", None, PERSON)
     _, events = reg.release("phone1", hold.key, True)
-    assert events[0].reason == "released"
+    assert events[0].ended is EndReason.RELEASED
 
 
 def test_release_works_on_absent_disabled_resource(reg: Registry) -> None:
@@ -373,7 +358,7 @@ def test_reservation_expires_on_tick(reg: Registry, clock: FakeClock) -> None:
     events = reg.tick()
     assert types(events) == [EventType.EXPIRED]
     assert events[0].hold == reserved
-    assert events[0].reason == "reservation expired"
+    assert events[0].ended is EndReason.RESERVATION_EXPIRED
     assert events[0].resource.hold is None
     assert reg.next_deadline() is None
     assert reg.tick() == []
@@ -465,7 +450,7 @@ def test_lease_renewed_then_expires(reg: Registry, clock: FakeClock) -> None:
     clock.advance(30)
     events = reg.tick()
     assert types(events) == [EventType.EXPIRED]
-    assert events[0].reason == "lease expired"
+    assert events[0].ended is EndReason.LEASE_EXPIRED
     assert events[0].hold is not None
     assert events[0].hold.kind is HoldKind.LOCKED
     assert reg.get("phone1").state == "free"
@@ -517,7 +502,8 @@ def test_disable_keeps_existing_hold(reg: Registry, clock: FakeClock) -> None:
     reserved, _ = reg.reserve("phone1", 60, QUEUED)
     events = reg.disable("phone1", "maintenance")
     assert types(events) == [EventType.DISABLED]
-    assert events[0].reason == "maintenance"
+    assert events[0].ended is None  # the reason is the resource's, not the event's
+    assert events[0].resource.disabled_reason == "maintenance"
     res = events[0].resource
     assert not res.enabled
     assert res.disabled_reason == "maintenance"
@@ -706,7 +692,7 @@ def test_restore_marks_all_absent(clock: FakeClock) -> None:
     assert reg.next_deadline() == clock.now - 10
     events = reg.tick()
     assert [(e.type, e.resource.id) for e in events] == [(EventType.EXPIRED, "b")]
-    assert events[0].reason == "reservation expired"
+    assert events[0].ended is EndReason.RESERVATION_EXPIRED
     # Sources confirm a and c; b never comes back.
     reg.describe(Description("a", "A", Kind.ANDROID))
     reg.describe(Description("c", "C", Kind.STATIC))

@@ -6,7 +6,7 @@ import random
 
 from agent.model import Description, EventType, Holder, Kind
 from agent.registry import Registry
-from tests.unit.test_registry import FakeClock
+from tests.support.clock import FakeClock
 
 HOLDER = Holder("http://jenkins.example:8080/", "job/x/")
 
@@ -87,4 +87,4 @@ def test_index_matches_a_full_scan_under_random_churn() -> None:
             reg.tick()
         assert reg.next_deadline() == _brute_force_deadline(reg)
     # Stale entries are pruned: the index stays proportional to the resources.
-    assert len(reg._heap) <= 2 * 20 + 64
+    assert len(reg._deadlines._heap) <= 2 * 20 + 64

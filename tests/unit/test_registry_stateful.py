@@ -26,8 +26,10 @@ from hypothesis.stateful import (
 )
 
 from agent.model import (
+    MAX_SECONDS,
     Code,
     Description,
+    EndReason,
     Event,
     EventType,
     Hold,
@@ -37,7 +39,7 @@ from agent.model import (
     Refused,
     Resource,
 )
-from agent.registry import MAX_SECONDS, Registry
+from agent.registry import Registry
 
 GRACE = 20.0
 RIDS = ("r0", "r1", "r2")
@@ -292,7 +294,7 @@ class RegistryMachine(RuleBasedStateMachine):
     def release(self, rid: str, choice: str | None, force: bool) -> None:
         key = self.resolve(rid, choice)
         before = self.model.get(rid)
-        reasons: list[str] = []
+        reasons: list[EndReason] = []
 
         def expect() -> tuple[MRes, list[EventType]]:
             self.known(rid)
@@ -303,12 +305,12 @@ class RegistryMachine(RuleBasedStateMachine):
                 raise Refusal(Code.NOT_HELD)
             if not force and key != m.hold.key:
                 raise self.refuse_key(m, key)
-            reasons.append("forced" if key != m.hold.key else "released")
+            reasons.append(EndReason.FORCED if key != m.hold.key else EndReason.RELEASED)
             return replace(m, hold=None), [*types, EventType.RELEASED]
 
         def act() -> tuple[Hold | None, list[Event]]:
             hold, events = self.reg.release(rid, key, force)
-            assert events[-1].reason == reasons[0]
+            assert events[-1].ended is reasons[0]
             assert events[-1].hold == hold
             return hold, events
 

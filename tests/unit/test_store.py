@@ -7,26 +7,27 @@ import functools
 import itertools
 import sqlite3
 import threading
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
 
-from agent.model import Description, Event, EventType, Hold, Holder, HoldKind, Kind, Resource
+from agent.model import (
+    Description,
+    EndReason,
+    Event,
+    EventType,
+    HistoryEntry,
+    Hold,
+    HoldKind,
+    Kind,
+    Resource,
+)
 from agent.registry import Registry
-from agent.store import HistoryEntry, Store, StoreError
-from tests.unit.test_registry import FakeClock
-
-T = TypeVar("T")
-
-QUEUED = Holder("http://jenkins.example:8080/", "http://jenkins.example:8080/queue/item/7/")
-BUILD = Holder("http://jenkins.example:8080/", "http://jenkins.example:8080/job/x/12/")
-PERSON = Holder("resource-agent://lab1", "alice")
-
-
-def run(coro: Coroutine[Any, Any, T]) -> T:
-    return asyncio.run(coro)
+from agent.store import Store, StoreError
+from tests.support.clock import FakeClock
+from tests.support.holders import BUILD, PERSON, QUEUED
 
 
 def registry(clock: FakeClock, *ids: str) -> tuple[Registry, list[Event]]:
@@ -40,13 +41,13 @@ def registry(clock: FakeClock, *ids: str) -> tuple[Registry, list[Event]]:
     return reg, events
 
 
-def reopen(path: Path, clock: FakeClock) -> list[Resource]:
+async def reopen(path: Path, clock: FakeClock) -> list[Resource]:
     """What a restarted agent loads."""
     store = Store(path, clock)
     try:
         return store.load()
     finally:
-        run(store.close())
+        await store.close()
 
 
 async def started(path: Path, clock: FakeClock) -> Store:
@@ -55,9 +56,9 @@ async def started(path: Path, clock: FakeClock) -> Store:
     return store
 
 
-def test_new_database_in_new_directory(tmp_path: Path) -> None:
+async def test_new_database_in_new_directory(tmp_path: Path) -> None:
     path = tmp_path / "a" / "b" / "state.db"
-    assert reopen(path, FakeClock()) == []
+    assert await reopen(path, FakeClock()) == []
     assert path.exists()
     conn = sqlite3.connect(path)
     try:
@@ -77,18 +78,15 @@ def test_unusable_path_is_store_error(tmp_path: Path) -> None:
         Store(tmp_path / "junk.db", FakeClock())
 
 
-def test_unreadable_row_is_store_error(tmp_path: Path) -> None:
+async def test_unreadable_row_is_store_error(tmp_path: Path) -> None:
     """A row this agent cannot read (a newer agent's kind) is named, not a traceback."""
     clock = FakeClock()
     path = tmp_path / "state.db"
     _, events = registry(clock, "p1")
 
-    async def scenario() -> None:
-        store = await started(path, clock)
-        await store.write(events)
-        await store.close()
-
-    run(scenario())
+    store = await started(path, clock)
+    await store.write(events)
+    await store.close()
     conn = sqlite3.connect(path)
     with conn:
         conn.execute("UPDATE resources SET kind='fridge'")
@@ -96,25 +94,21 @@ def test_unreadable_row_is_store_error(tmp_path: Path) -> None:
     store = Store(path, clock)
     with pytest.raises(StoreError, match=r"cannot read the state database .*state\.db: 'fridge'"):
         store.load()
-    run(store.close())
+    await store.close()
 
 
-def test_hold_survives_restart(tmp_path: Path) -> None:
+async def test_hold_survives_restart(tmp_path: Path) -> None:
     clock = FakeClock()
     path = tmp_path / "state.db"
     reg, events = registry(clock, "p1", "p2")
 
-    async def scenario() -> Hold:
-        store = await started(path, clock)
-        await store.write(events)
-        hold, evs = reg.reserve("p1", 60, QUEUED)
-        await store.write(evs)
-        await store.write(reg.disable("p2", "cracked screen"))
-        await store.close()
-        return hold
-
-    hold = run(scenario())
-    loaded = reopen(path, clock)
+    store = await started(path, clock)
+    await store.write(events)
+    hold, evs = reg.reserve("p1", 60, QUEUED)
+    await store.write(evs)
+    await store.write(reg.disable("p2", "cracked screen"))
+    await store.close()
+    loaded = await reopen(path, clock)
     assert [r.id for r in loaded] == ["p1", "p2"]
     p1, p2 = loaded
     assert p1.hold == hold
@@ -132,23 +126,19 @@ def test_hold_survives_restart(tmp_path: Path) -> None:
     assert locked.holder == BUILD
 
 
-def test_lock_and_release_persist(tmp_path: Path) -> None:
+async def test_lock_and_release_persist(tmp_path: Path) -> None:
     clock = FakeClock()
     path = tmp_path / "state.db"
     reg, events = registry(clock, "p1")
 
-    async def lock() -> Hold:
-        store = await started(path, clock)
-        await store.write(events)
-        reserved, evs = reg.reserve("p1", 60, QUEUED)
-        await store.write(evs)
-        locked, evs = reg.lock("p1", reserved.key, BUILD, 300)
-        await store.write(evs)
-        await store.close()
-        return locked
-
-    locked = run(lock())
-    (p1,) = reopen(path, clock)
+    store = await started(path, clock)
+    await store.write(events)
+    reserved, evs = reg.reserve("p1", 60, QUEUED)
+    await store.write(evs)
+    locked, evs = reg.lock("p1", reserved.key, BUILD, 300)
+    await store.write(evs)
+    await store.close()
+    (p1,) = await reopen(path, clock)
     assert p1.hold == locked
     assert p1.hold is not None
     assert (p1.hold.kind, p1.hold.expires, p1.hold.duration) == (
@@ -157,116 +147,104 @@ def test_lock_and_release_persist(tmp_path: Path) -> None:
         300,
     )
 
-    async def release() -> None:
-        store = await started(path, clock)
-        _, evs = reg.release("p1", locked.key)
-        await store.write(evs)
-        await store.close()
-
-    run(release())
-    (p1,) = reopen(path, clock)
+    store = await started(path, clock)
+    _, evs = reg.release("p1", locked.key)
+    await store.write(evs)
+    await store.close()
+    (p1,) = await reopen(path, clock)
     assert p1.hold is None
 
 
-def test_gone_and_absent_since_persist(tmp_path: Path) -> None:
+async def test_gone_and_absent_since_persist(tmp_path: Path) -> None:
     clock = FakeClock()
     path = tmp_path / "state.db"
     reg, events = registry(clock, "p1")
 
-    async def scenario() -> None:
-        store = await started(path, clock)
-        await store.write(events)
-        await store.write(reg.vanish("p1"))
-        clock.advance(60)
-        await store.write(reg.tick())
-        await store.close()
-
-    run(scenario())
-    (p1,) = reopen(path, clock)
+    store = await started(path, clock)
+    await store.write(events)
+    await store.write(reg.vanish("p1"))
+    clock.advance(60)
+    await store.write(reg.tick())
+    await store.close()
+    (p1,) = await reopen(path, clock)
     assert p1.gone
     assert p1.absent_since == clock.now - 60
 
 
-def test_history_of_holds(tmp_path: Path) -> None:
+async def test_history_of_holds(tmp_path: Path) -> None:
     clock = FakeClock()
     start = clock.now
     reg, events = registry(clock, "p1", "p2")
 
-    async def scenario() -> tuple[list[HistoryEntry], list[HistoryEntry], list[HistoryEntry]]:
-        store = await started(tmp_path / "state.db", clock)
-        await store.write(events)
-        # 1: reserved, locked by the build, released.
-        reserved, evs = reg.reserve("p1", 60, QUEUED)
-        await store.write(evs)
-        clock.advance(2)
-        locked, evs = reg.lock("p1", reserved.key, BUILD)
-        await store.write(evs)
-        clock.advance(10)
-        _, evs = reg.release("p1", locked.key)
-        await store.write(evs)
-        # 2: a reservation that expires (written late: it ended at its deadline).
-        reserved, evs = reg.reserve("p1", 30, QUEUED)
-        await store.write(evs)
-        clock.advance(45)
-        await store.write(reg.tick())
-        # 3: a direct lock, released by force.
-        _, evs = reg.lock("p1", None, PERSON)
-        await store.write(evs)
-        _, evs = reg.release("p1", None, True)
-        await store.write(evs)
-        # 4: a lock still held.
-        _, evs = reg.lock("p1", None, PERSON, 20)
-        await store.write(evs)
-        full = await store.history("p1")
-        short = await store.history("p1", limit=2)
-        other = await store.history("p2")
-        await store.close()
-        return full, short, other
-
-    full, short, other = run(scenario())
+    store = await started(tmp_path / "state.db", clock)
+    await store.write(events)
+    # 1: reserved, locked by the build, released.
+    reserved, evs = reg.reserve("p1", 60, QUEUED)
+    await store.write(evs)
+    clock.advance(2)
+    locked, evs = reg.lock("p1", reserved.key, BUILD)
+    await store.write(evs)
+    clock.advance(10)
+    _, evs = reg.release("p1", locked.key)
+    await store.write(evs)
+    # 2: a reservation that expires (written late: it ended at its deadline).
+    reserved, evs = reg.reserve("p1", 30, QUEUED)
+    await store.write(evs)
+    clock.advance(45)
+    await store.write(reg.tick())
+    # 3: a direct lock, released by force.
+    _, evs = reg.lock("p1", None, PERSON)
+    await store.write(evs)
+    _, evs = reg.release("p1", None, True)
+    await store.write(evs)
+    # 4: a lock still held.
+    _, evs = reg.lock("p1", None, PERSON, 20)
+    await store.write(evs)
+    full = await store.history("p1")
+    short = await store.history("p1", limit=2)
+    other = await store.history("p2")
+    await store.close()
     assert other == []
     assert full == [
-        HistoryEntry("locked", PERSON, None, start + 57, None, None),
-        HistoryEntry("locked", PERSON, None, start + 57, start + 57, "forced"),
-        HistoryEntry("reserved", QUEUED, start + 12, None, start + 42, "reservation expired"),
-        HistoryEntry("locked", BUILD, start, start + 2, start + 12, "released"),
+        HistoryEntry(HoldKind.LOCKED, PERSON, None, start + 57, None, None),
+        HistoryEntry(HoldKind.LOCKED, PERSON, None, start + 57, start + 57, EndReason.FORCED),
+        HistoryEntry(
+            HoldKind.RESERVED, QUEUED, start + 12, None, start + 42, EndReason.RESERVATION_EXPIRED
+        ),
+        HistoryEntry(HoldKind.LOCKED, BUILD, start, start + 2, start + 12, EndReason.RELEASED),
     ]
     assert short == full[:2]
 
 
-def test_history_limit_with_many_holds(tmp_path: Path) -> None:
+async def test_history_limit_with_many_holds(tmp_path: Path) -> None:
     clock = FakeClock()
     reg, events = registry(clock, "p1")
 
-    async def scenario() -> list[HistoryEntry]:
-        store = await started(tmp_path / "state.db", clock)
-        await store.write(events)
-        for i in range(30):
-            clock.advance(1)
-            if i % 3 == 0:  # three lines: reserved, locked, released
-                hold, evs = reg.reserve("p1", 60, QUEUED)
-                store.write(evs)
-                hold, evs = reg.lock("p1", hold.key, BUILD)
-            else:  # two lines: locked, released
-                hold, evs = reg.lock("p1", None, PERSON)
+    store = await started(tmp_path / "state.db", clock)
+    await store.write(events)
+    for i in range(30):
+        clock.advance(1)
+        if i % 3 == 0:  # three lines: reserved, locked, released
+            hold, evs = reg.reserve("p1", 60, QUEUED)
             store.write(evs)
-            _, evs = reg.release("p1", hold.key)
-            store.write(evs)
-        entries = await store.history("p1", limit=5)
-        await store.close()
-        return entries
-
-    entries = run(scenario())
+            hold, evs = reg.lock("p1", hold.key, BUILD)
+        else:  # two lines: locked, released
+            hold, evs = reg.lock("p1", None, PERSON)
+        store.write(evs)
+        _, evs = reg.release("p1", hold.key)
+        store.write(evs)
+    entries = await store.history("p1", limit=5)
+    await store.close()
     assert len(entries) == 5
     assert [e.locked_at for e in entries] == [clock.now - i for i in range(5)]
     for entry in entries:
-        assert entry.end_reason == "released"
-        assert entry.kind == "locked"
+        assert entry.end_reason is EndReason.RELEASED
+        assert entry.kind is HoldKind.LOCKED
     assert entries[2].reserved_at == clock.now - 2  # i == 27
     assert entries[0].reserved_at is None
 
 
-def test_group_commit_many_concurrent_writes(tmp_path: Path) -> None:
+async def test_group_commit_many_concurrent_writes(tmp_path: Path) -> None:
     """Writes queued while a commit is on disk go to disk together, in order."""
     clock = FakeClock()
     path = tmp_path / "state.db"
@@ -274,41 +252,35 @@ def test_group_commit_many_concurrent_writes(tmp_path: Path) -> None:
     reg, events = registry(clock, *ids)
     writes = 300
 
-    async def scenario() -> tuple[list[str], list[int], list[str]]:
-        store = await started(path, clock)
-        await store.write(events)
-        statements: list[str] = []
-        await store.call(lambda conn: conn.set_trace_callback(statements.append))
-        statements.clear()
-        done: list[int] = []
-        seen: list[str] = []
+    store = await started(path, clock)
+    await store.write(events)
+    statements: list[str] = []
+    await store.call(lambda conn: conn.set_trace_callback(statements.append))
+    statements.clear()
+    done: list[int] = []
+    seen: list[str] = []
 
-        def read_all(conn: sqlite3.Connection) -> None:
-            seen.extend(
-                r[0] for r in conn.execute("SELECT disabled_reason FROM resources ORDER BY id")
-            )
+    def read_all(conn: sqlite3.Connection) -> None:
+        seen.extend(r[0] for r in conn.execute("SELECT disabled_reason FROM resources ORDER BY id"))
 
-        def write(i: int) -> asyncio.Future[None]:
-            future = store.write(reg.disable(ids[i % len(ids)], f"write {i}"))
-            future.add_done_callback(lambda _: done.append(i))
-            return future
+    def write(i: int) -> asyncio.Future[None]:
+        future = store.write(reg.disable(ids[i % len(ids)], f"write {i}"))
+        future.add_done_callback(lambda _: done.append(i))
+        return future
 
-        items: list[Callable[[], asyncio.Future[Any]]] = [
-            functools.partial(write, i) for i in range(writes)
-        ]
-        # A read sees every write queued before it, and none after.
-        items.insert(151, lambda: store.call(read_all))
-        results = await blocked_group(store, items)
-        assert results == [None] * (writes + 1)
-        await store.close()
-        return statements, done, seen
-
-    statements, done, seen = run(scenario())
+    items: list[Callable[[], asyncio.Future[Any]]] = [
+        functools.partial(write, i) for i in range(writes)
+    ]
+    # A read sees every write queued before it, and none after.
+    items.insert(151, lambda: store.call(read_all))
+    results = await blocked_group(store, items)
+    assert results == [None] * (writes + 1)
+    await store.close()
     assert done == list(range(writes))
     assert seen == [f"write {max(n for n in range(151) if n % 10 == j)}" for j in range(10)]
     # One commit for the blocked group, one for everything queued behind it.
     assert [s for s in statements if s == "COMMIT"] == ["COMMIT", "COMMIT"]
-    loaded = {r.id: r for r in reopen(path, clock)}
+    loaded = {r.id: r for r in await reopen(path, clock)}
     for i, rid in enumerate(ids):
         last = max(n for n in range(writes) if n % len(ids) == i)
         assert loaded[rid].disabled_reason == f"write {last}"
@@ -331,7 +303,7 @@ async def blocked_group(store: Store, items: list[Callable[[], asyncio.Future[An
     return await asyncio.gather(*futures, return_exceptions=True)
 
 
-def test_failing_call_fails_alone_and_leaves_nothing(tmp_path: Path) -> None:
+async def test_failing_call_fails_alone_and_leaves_nothing(tmp_path: Path) -> None:
     clock = FakeClock()
     path = tmp_path / "state.db"
     reg, events = registry(clock, "p1", "p2")
@@ -343,34 +315,31 @@ def test_failing_call_fails_alone_and_leaves_nothing(tmp_path: Path) -> None:
     def tables(conn: sqlite3.Connection) -> list[str]:
         return [r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")]
 
-    async def scenario() -> tuple[list[Any], list[str]]:
-        store = await started(path, clock)
-        await store.write(events)
-        results = await blocked_group(
-            store,
-            [
-                lambda: store.write(reg.disable("p1", "first")),
-                lambda: store.call(write_then_fail),
-                lambda: store.write(reg.disable("p2", "last")),
-            ],
-        )
-        names = await store.call(tables)
-        await store.close()
-        return results, names
-
-    (ok1, error, ok2), names = run(scenario())
+    store = await started(path, clock)
+    await store.write(events)
+    results = await blocked_group(
+        store,
+        [
+            lambda: store.write(reg.disable("p1", "first")),
+            lambda: store.call(write_then_fail),
+            lambda: store.write(reg.disable("p2", "last")),
+        ],
+    )
+    names = await store.call(tables)
+    await store.close()
+    ok1, error, ok2 = results
     assert ok1 is None
     assert ok2 is None
     assert isinstance(error, ValueError)
     assert str(error) == "bad call"
     assert "scratch" not in names
     assert "resources" in names
-    loaded = {r.id: r for r in reopen(path, clock)}
+    loaded = {r.id: r for r in await reopen(path, clock)}
     assert loaded["p1"].disabled_reason == "first"
     assert loaded["p2"].disabled_reason == "last"
 
 
-def test_unstorable_write_fails_alone(tmp_path: Path) -> None:
+async def test_unstorable_write_fails_alone(tmp_path: Path) -> None:
     clock = FakeClock()
     path = tmp_path / "state.db"
     reg, events = registry(clock, "p1", "p2")
@@ -378,64 +347,58 @@ def test_unstorable_write_fails_alone(tmp_path: Path) -> None:
     # undecodable byte from a device becomes).
     bad = Event(EventType.ADDED, Resource("p3", "bad \udcff name", Kind.USB))
 
-    async def scenario() -> list[Any]:
-        store = await started(path, clock)
-        await store.write(events)
-        results = await blocked_group(
-            store,
-            [
-                lambda: store.write(reg.disable("p1", "first")),
-                lambda: store.write([bad]),
-                lambda: store.write(reg.disable("p2", "last")),
-            ],
-        )
-        # The writer carries on after a failure, alone or in a group.
-        with pytest.raises(StoreError):
-            await store.write([bad])
-        await store.write(reg.enable("p1"))
-        await store.close()
-        return results
-
-    ok1, error, ok2 = run(scenario())
+    store = await started(path, clock)
+    await store.write(events)
+    results = await blocked_group(
+        store,
+        [
+            lambda: store.write(reg.disable("p1", "first")),
+            lambda: store.write([bad]),
+            lambda: store.write(reg.disable("p2", "last")),
+        ],
+    )
+    # The writer carries on after a failure, alone or in a group.
+    with pytest.raises(StoreError):
+        await store.write([bad])
+    await store.write(reg.enable("p1"))
+    await store.close()
+    ok1, error, ok2 = results
     assert ok1 is None
     assert ok2 is None
     assert isinstance(error, StoreError)
     assert "commit failed" in str(error)
     assert "surrogates not allowed" in str(error)
-    loaded = {r.id: r for r in reopen(path, clock)}
+    loaded = {r.id: r for r in await reopen(path, clock)}
     assert sorted(loaded) == ["p1", "p2"]
     assert loaded["p1"].enabled
     assert loaded["p2"].disabled_reason == "last"
 
 
-def test_close_flushes_queued_writes(tmp_path: Path) -> None:
+async def test_close_flushes_queued_writes(tmp_path: Path) -> None:
     clock = FakeClock()
     path = tmp_path / "state.db"
     ids = [f"p{i:02d}" for i in range(50)]
     reg, events = registry(clock, *ids)
 
-    async def scenario() -> None:
-        store = await started(path, clock)
-        futures = [store.write(events)]
-        futures += [store.write(reg.disable(rid, "queued")) for rid in ids]
-        await store.close()  # nothing awaited before
-        for future in futures:
-            assert future.done()
-            assert future.exception() is None
-
-    run(scenario())
-    loaded = reopen(path, clock)
+    store = await started(path, clock)
+    futures = [store.write(events)]
+    futures += [store.write(reg.disable(rid, "queued")) for rid in ids]
+    await store.close()  # nothing awaited before
+    for future in futures:
+        assert future.done()
+        assert future.exception() is None
+    loaded = await reopen(path, clock)
     assert [r.id for r in loaded] == ids
     assert all(r.disabled_reason == "queued" for r in loaded)
 
 
-def test_close_without_start(tmp_path: Path) -> None:
+async def test_close_without_start(tmp_path: Path) -> None:
     store = Store(tmp_path / "state.db", FakeClock())
-    run(store.close())
-    assert reopen(tmp_path / "state.db", FakeClock()) == []
+    await store.close()
+    assert await reopen(tmp_path / "state.db", FakeClock()) == []
 
 
-def test_write_order_within_one_event_list(tmp_path: Path) -> None:
+async def test_write_order_within_one_event_list(tmp_path: Path) -> None:
     """The last snapshot of a resource in one write is the one stored."""
     clock = FakeClock()
     path = tmp_path / "state.db"
@@ -446,30 +409,24 @@ def test_write_order_within_one_event_list(tmp_path: Path) -> None:
     events += evs
     events += reg.disable("p1", "x")
 
-    async def scenario() -> None:
-        store = await started(path, clock)
-        await store.write(events)
-        await store.close()
-
-    run(scenario())
-    (p1,) = reopen(path, clock)
+    store = await started(path, clock)
+    await store.write(events)
+    await store.close()
+    (p1,) = await reopen(path, clock)
     assert p1.hold is None
     assert p1.disabled_reason == "x"
 
 
-def test_write_after_close_fails_instead_of_hanging(tmp_path: Path) -> None:
+async def test_write_after_close_fails_instead_of_hanging(tmp_path: Path) -> None:
     clock = FakeClock()
     reg, events = registry(clock, "p1")
 
-    async def scenario() -> None:
-        store = await started(tmp_path / "state.db", clock)
-        queued = store.write(events)
-        await store.close()
-        assert queued.done()
-        assert queued.exception() is None
-        with pytest.raises(StoreError, match=r"state\.db is closed"):
-            await asyncio.wait_for(store.write(reg.disable("p1")), 10)
-        with pytest.raises(StoreError, match="is closed"):
-            await asyncio.wait_for(store.history("p1"), 10)
-
-    run(scenario())
+    store = await started(tmp_path / "state.db", clock)
+    queued = store.write(events)
+    await store.close()
+    assert queued.done()
+    assert queued.exception() is None
+    with pytest.raises(StoreError, match=r"state\.db is closed"):
+        await asyncio.wait_for(store.write(reg.disable("p1")), 10)
+    with pytest.raises(StoreError, match="is closed"):
+        await asyncio.wait_for(store.history("p1"), 10)
