@@ -42,8 +42,8 @@ async def run_command(
     on_line: Callable[[str], None],
 ) -> None:
     """Run ``argv``; every output line goes to ``on_line``. CommandFailed unless it exits 0."""
-    try:
-        proc = await asyncio.create_subprocess_exec(
+    starting = asyncio.ensure_future(
+        asyncio.create_subprocess_exec(
             *argv,
             stdin=asyncio.subprocess.DEVNULL,
             stdout=asyncio.subprocess.PIPE,
@@ -52,8 +52,17 @@ async def run_command(
             start_new_session=True,  # its own process group, to kill it whole
             limit=MAX_LINE * 4,
         )
+    )
+    try:
+        # Shielded: asyncio cancelled mid-start kills the program alone and then
+        # waits for whatever it started to close its output -- possibly forever.
+        proc = await asyncio.shield(starting)
     except OSError as exc:
         raise CommandFailed(f"cannot run {argv[0]}: {exc.strerror or exc}") from exc
+    except asyncio.CancelledError:
+        with contextlib.suppress(OSError):
+            await _stop(await starting)
+        raise
     assert proc.stdout is not None
     try:
         async with asyncio.timeout(timeout):

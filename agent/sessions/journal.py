@@ -137,6 +137,7 @@ class Journal:
 
     async def open(self) -> None:
         """Create the tables if this database has none yet."""
+
         def create(conn: sqlite3.Connection) -> None:
             # One statement at a time: executescript would commit the writer's transaction.
             for statement in SCHEMA.split(";"):

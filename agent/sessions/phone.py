@@ -25,6 +25,10 @@ class PhoneError(Exception):
     """The adb server or the phone did not do what was asked; the message says what."""
 
 
+class ServerDown(PhoneError):
+    """The adb server itself does not answer: no phone is to blame."""
+
+
 @dataclass(frozen=True, slots=True)
 class ShellResult:
     """What a shell command printed (stdout and stderr together) and its exit status."""
@@ -54,7 +58,7 @@ class ServerClient(AdbClient):
             conn = _Connection(*self.address)
         except AdbError as exc:
             host, port = self.address
-            raise PhoneError(
+            raise ServerDown(
                 f"the adb server at {host}:{port} does not answer ({exc}); "
                 "the agent never starts one: start resource-agent-adb"
             ) from exc

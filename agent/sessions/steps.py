@@ -21,7 +21,7 @@ from agent.android import parse_battery, parse_packages
 from agent.model import Kind, Resource, locked_environment
 from agent.sessions import phone
 from agent.sessions.command import CommandFailed, run_command
-from agent.sessions.phone import PhoneError, ServerClient
+from agent.sessions.phone import PhoneError, ServerClient, ServerDown
 from agent.sessions.rules import (
     Battery,
     BootCompleted,
@@ -87,6 +87,8 @@ async def _on_phone(ctx: StepContext, fn: Callable[..., T], *args: object) -> T:
         raise StepFailed("this step needs adb, and [adb] is not enabled")
     try:
         return await asyncio.to_thread(fn, ctx.client, ctx.serial, *args)
+    except ServerDown as exc:
+        raise StepFailed(str(exc)) from exc
     except PhoneError as exc:
         raise StepFailed(str(exc), unresponsive=True) from exc
 
@@ -116,6 +118,8 @@ async def _boot_completed(ctx: StepContext, timeout: float) -> None:
             result = await _on_phone(ctx, phone.shell, "getprop sys.boot_completed", max(left, 1))
             answer = result.output.strip()
         except StepFailed as exc:
+            if not exc.unresponsive:
+                raise  # the adb server is away: no use waiting for the phone
             answer = exc.message
         if answer == "1":
             ctx.log("sys.boot_completed is 1")

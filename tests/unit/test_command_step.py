@@ -3,6 +3,7 @@ the program with everything it started."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import time
 from pathlib import Path
@@ -56,3 +57,17 @@ async def test_running_over_the_timeout_kills_the_whole_group(tmp_path: Path) ->
     assert took < 5, took
     child, shell = (int(p) for p in pids.read_text().split())
     assert not alive(child) and not alive(shell)
+
+
+async def test_cancelled_while_starting_it_stops_the_group_at_once() -> None:
+    # The agent stopping as a step starts must not wait for the step's program: one
+    # turn of the loop forks the program, and the cancel lands before its pipes are ours.
+    task = asyncio.ensure_future(
+        run_command(["sh", "-c", "sleep 60; true"], dict(os.environ), 60, print)
+    )
+    await asyncio.sleep(0)
+    began = time.monotonic()
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert time.monotonic() - began < 5
