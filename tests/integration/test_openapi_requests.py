@@ -15,7 +15,8 @@ from typing import Any
 
 import pytest
 
-from agent.api.openapi import DOCUMENT, JSONRPC_METHODS
+from agent.api.openapi import DOCUMENT
+from agent.api.paths import JSONRPC_METHODS
 from tests.agentproc import AgentProcess
 from tests.support.openapi import validator
 

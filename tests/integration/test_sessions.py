@@ -251,7 +251,7 @@ async def test_a_restart_fails_provisioning_and_repeats_teardown(
     async with agent_with(tmp_path, [table], adb_server) as (core, sessions):
         rid = add_phone(core, phone)
         await sessions.lock(rid, None, PERSON)
-        await until(lambda: marks.exists(), what="provisioning to start")
+        await until(marks.exists, what="provisioning to start")
     # The agent stopped mid-provisioning; the phase is on disk.
     fast = rule(teardown=[{"step": "command", "run": ["sh", "-c", f"echo t >> {marks}; sleep 30"]}])
     async with agent_with(tmp_path, [fast], adb_server) as (core, sessions):

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import pytest
 
+from agent.android import parse_battery, parse_getprop, parse_packages
 from agent.discovery.adb import (
     MAX_VALUE,
     clean_value,
     display_name,
     is_remote,
-    parse_battery,
-    parse_getprop,
     props_metadata,
 )
 from agent.discovery.adb_host import parse_device_list
@@ -150,3 +149,9 @@ def test_display_name() -> None:
     )
     assert display_name("S1", {"model": "Pixel 7"}) == "Pixel 7"
     assert display_name("S1", {"manufacturer": "Google"}) == "S1"
+
+
+def test_package_lists_as_pm_prints_them() -> None:
+    text = "package:com.example.app\npackage:org.lab.tool \nnot a package\n\npackage:\n"
+    assert parse_packages(text) == {"com.example.app", "org.lab.tool"}
+    assert parse_packages("") == set()

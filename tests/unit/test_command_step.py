@@ -51,7 +51,9 @@ async def test_running_over_the_timeout_kills_the_whole_group(tmp_path: Path) ->
     script = f"(trap '' TERM; sleep 60) & echo $! > {pids}; echo $$ >> {pids}; sleep 60"
     lines: list[str] = []
     began = time.monotonic()
-    with pytest.raises(CommandFailed, match="ran over its 0.5 s and was killed with its children"):
+    with pytest.raises(
+        CommandFailed, match=r"ran over its 0\.5 s and was killed with its children"
+    ):
         await run_command(["sh", "-c", script], {"PATH": os.environ["PATH"]}, 0.5, lines.append)
     took = time.monotonic() - began
     assert took < 5, took
