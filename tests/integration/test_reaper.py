@@ -3,7 +3,7 @@ would ask a real one, with the coordinator's credentials."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -11,10 +11,13 @@ import pytest
 from agent.config import CoordinatorSection
 from agent.coordinator.reaper import Reaper
 from agent.model import Description, EndReason, Holder, Kind, ResourceState
+from tests.agentproc import AgentProcess
 from tests.fakes.jenkins import READ, FakeJenkins, JenkinsServer, User
+from tests.fakes.jsonrpc4j import JsonRpc4jClient
 from tests.support.core import core_harness
 from tests.support.holders import PERSON
 from tests.support.net import free_port
+from tests.support.waiting import wait_for
 
 
 @pytest.fixture
@@ -99,3 +102,23 @@ async def test_a_jenkins_that_cannot_tell_changes_nothing(
         reaper = Reaper(core.authority, [sec], node="node", interval=60)
         assert await reaper.reap(older_than=None) == []
         assert core.registry.get("r").state is ResourceState.LOCKED
+
+
+def test_the_agent_reaps_at_start_up(
+    tmp_path: Path, jenkins: JenkinsServer, agent_factory: Callable[..., AgentProcess]
+) -> None:
+    fake = jenkins.jenkins
+    fake.add_node("test-node")
+    fake.builds = {"job/phones/12/": True}
+    (tmp_path / "jenkins.token").write_text("s3cret")
+    table = {"url": jenkins.url, "user": "agent", "token_file": str(tmp_path / "jenkins.token"),
+             "node": "node", "retry_max": 0.5}  # fmt: skip
+    agent = agent_factory(resources=["r"], config={"coordinator": [table]})
+    client = JsonRpc4jClient(agent.url, jenkins=jenkins.url)
+    key = client.reserve("r", 10, "job/phones/").key
+    assert client.lock("r", key, "job/phones/12/").ok
+    agent.kill()
+    fake.builds["job/phones/12/"] = False  # the build ended while nobody listened
+    agent.start()
+    wait_for(lambda: agent.get("/api/resources/r")["state"] == "free", what="the reaper")
+    assert "its build" in agent.log() and "no longer running" in agent.log()

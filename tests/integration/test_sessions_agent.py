@@ -246,3 +246,17 @@ def test_a_killed_agent_fails_provisioning_and_repeats_teardown_on_restart(
     a.start()
     wait_for(lambda: state(a, "b1") == "free", timeout=10, what="teardown again, to its end")
     assert marks.read_text().split() == ["p", "t", "t"]
+
+
+def test_rest_lock_refuses_a_failed_provisioning_with_its_own_code(
+    agent: Callable[..., AgentProcess],
+) -> None:
+    a = agent([board("b1")], provision=[command("flash", "echo bad image; exit 1")])
+    resp = a.post("/api/resources/b1/lock", {"holder": "alice"})
+    assert resp.status == 409
+    error = resp.json()["error"]
+    assert error["code"] == int(Code.PROVISIONING_FAILED) and "bad image" in error["message"]
+    # wait=0: the answer comes at once with the session to follow; the failure comes later.
+    wait_for(lambda: state(a, "b1") == "free", timeout=10, what="teardown")
+    taken = a.post("/api/resources/b1/lock", {"wait": 0}).json()
+    assert taken["session"] and taken["resource"]["state"] == "provisioning"
