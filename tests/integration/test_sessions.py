@@ -267,3 +267,26 @@ async def test_a_restart_fails_provisioning_and_repeats_teardown(
         await until(lambda: core.registry.get(rid).phase is None, what="teardown to end")
         assert marks.read_text().split() == ["p", "t", "t"]
         assert core.registry.get(rid).state is ResourceState.FREE
+
+
+async def test_a_bug_in_a_session_never_leaves_the_resource_stuck(
+    tmp_path: Path,
+    adb_server: AdbServer,
+    connected: Callable[..., FakeAdbd],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    phone = connected()
+
+    async def broken(*args: object) -> set[str]:
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr("agent.sessions.manager.list_packages", broken)
+    table = rule(teardown=[{"step": "uninstall-new-packages"}])
+    async with agent_with(tmp_path, [table], adb_server) as (core, sessions):
+        rid = add_phone(core, phone)
+        with pytest.raises(Refused) as info:
+            await sessions.lock(rid, None, PERSON)
+        assert "internal error: RuntimeError('a bug')" in info.value.message
+        await until(lambda: core.registry.get(rid).phase is None, what="teardown to end")
+        # The teardown could not know what to remove: not clean, but not stuck either.
+        assert core.registry.get(rid).state is ResourceState.UNHEALTHY
