@@ -99,6 +99,10 @@ class Authority:
         """A session's provisioning ended (see Registry.provisioned); durable on return."""
         await self._commit(self.registry.provisioned(resource_id, key, failure, quarantine_after))
 
+    async def quarantine(self, resource_id: str, reason: str) -> None:
+        """Quarantine the resource (see Registry.quarantine); durable on return."""
+        await self._commit(self.registry.quarantine(resource_id, reason))
+
     async def cleaned(self, resource_id: str, failure: str | None) -> None:
         """A session's teardown ended (see Registry.cleaned); durable on return."""
         await self._commit(self.registry.cleaned(resource_id, failure))

@@ -100,6 +100,18 @@ class UdevSection(_Section):
     enabled: bool = True
 
 
+class RecoverySection(_Section):
+    """``[recovery]``: how a stuck phone is brought back (docs/recovery.md)."""
+
+    enabled: bool = True
+    offline_after: Seconds = 30.0  # adb "offline" this long: stuck
+    max_per_hour: int = Field(default=3, ge=1, le=60)  # ladders per device, then quarantine
+    backoff: Seconds = 60.0  # the least time between two ladders of one device
+    settle: Seconds = 20.0  # how long each rung waits for the phone to come back
+    probe_timeout: Seconds = 10.0  # a shell that does not answer in this long is stuck
+    uhubctl: str | None = None  # the uhubctl program, for hubs the kernel cannot switch
+
+
 class AdbSection(_Section):
     """``[adb]``: the adb server that tracks Android phones."""
 
@@ -170,6 +182,7 @@ class Settings(_Section):
     agent: AgentSection = Field(default_factory=AgentSection)
     server: ServerSection = Field(default_factory=ServerSection)
     udev: UdevSection = Field(default_factory=UdevSection)
+    recovery: RecoverySection = Field(default_factory=RecoverySection)
     adb: AdbSection = Field(default_factory=AdbSection)
     coordinator: list[CoordinatorSection] = Field(default_factory=list)
     resource: list[StaticResource] = Field(default_factory=list)

@@ -26,6 +26,7 @@ from agent.discovery.adb import AdbSource
 from agent.discovery.inventory import Inventory
 from agent.discovery.static import StaticSource
 from agent.discovery.udev import UdevSource
+from agent.recovery.ladder import Recovery
 from agent.sessions.journal import Journal
 from agent.sessions.manager import Sessions
 from agent.sessions.rules import rule_for
@@ -109,13 +110,22 @@ class Daemon:
         )
         supervision = Supervision(Notifier(), core.bus, core.snapshot, coordinators.health)
         inventory = Inventory(core.authority, adb_enabled=settings.adb.enabled)
+        adb_server = settings.adb.server if settings.adb.enabled else None
+        recovery = Recovery(
+            core.authority,
+            core.bus,
+            settings.recovery,
+            adb_server=adb_server,
+            locate=inventory.syspath_of,
+        )
         sessions = Sessions(
             core.authority,
             core.bus,
             Journal(core.store),
             settings.session,
-            adb_server=settings.adb.server if settings.adb.enabled else None,
+            adb_server=adb_server,
             identity=identity,
+            recover=lambda rid, why, say: recovery.recover(rid, why, say=say, session=True),
         )
         waitlist = Waitlist(core.registry, core.bus)
         reaper = Reaper(
@@ -128,18 +138,25 @@ class Daemon:
         async with contextlib.AsyncExitStack() as stack:
             await _enter(stack, supervision, "systemd supervision")
             # Before the sources: a phase a restart interrupted is finished first.
+            await _enter(stack, recovery, "recovery")
             await _enter(stack, sessions, "sessions")
             await _enter(stack, waitlist, "waitlist")
             await _enter(stack, StaticSource(core.authority, settings.resource), "static resources")
             if settings.udev.enabled:
                 await _enter(stack, UdevSource(inventory, settings.match), "UdevSource")
             if settings.adb.enabled:
-                await _enter(stack, AdbSource(inventory, settings.adb), "AdbSource")
+                adb = AdbSource(inventory, settings.adb, on_stuck=recovery.suspect)
+                await _enter(stack, adb, "AdbSource")
             await _enter(stack, coordinators, "coordinator sync")
             await _enter(stack, reaper, "stale-lock reaper")
             host, port = settings.server.address
             app = make_app(
-                core.authority, identity, coordinators, sessions=sessions, waitlist=waitlist
+                core.authority,
+                identity,
+                coordinators,
+                sessions=sessions,
+                waitlist=waitlist,
+                recovery=recovery,
             )
             try:
                 await stack.enter_async_context(serving(app, host, port))

@@ -228,6 +228,7 @@ class EventType(enum.StrEnum):
     DISABLED = "disabled"
     PROVISIONED = "provisioned"  # the session's provisioning ended (the resource says how)
     CLEANED = "cleaned"  # the session's teardown ended (the resource says how)
+    QUARANTINED = "quarantined"  # the agent gave up on it until an administrator steps in
 
 
 HOLD_ENDING = frozenset({EventType.RELEASED, EventType.EXPIRED})
@@ -268,6 +269,23 @@ class HistoryEntry:
     locked_at: float | None
     ended_at: float | None
     end_reason: EndReason | None
+
+
+class Rung(enum.StrEnum):
+    """A step of the recovery ladder, gentle to forceful (docs/recovery.md)."""
+
+    RECONNECT = "reconnect"  # adb drops and makes its connection to the phone again
+    REPLUG = "soft replug"  # the kernel unbinds and rebinds the USB device
+    POWER_CYCLE = "power cycle"  # the hub switches the port's power off and on
+    QUARANTINE = "quarantine"  # give up until an administrator steps in
+
+
+class RungOutcome(enum.StrEnum):
+    """How a rung went."""
+
+    RECOVERED = "recovered"  # the phone is back: adb "device" and a working shell
+    FAILED = "failed"  # tried; the phone is still stuck
+    SKIPPED = "skipped"  # not possible here (no USB device, a held neighbour, no switch)
 
 
 class AdbState(enum.StrEnum):

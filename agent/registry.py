@@ -244,6 +244,16 @@ class Registry(Ledger):
         events.append(self._put(new, EventType.PROVISIONED))
         return events
 
+    def quarantine(self, resource_id: str, reason: str) -> list[Event]:
+        """The agent gives up on the resource until an administrator enables it again."""
+        events = self._settle(resource_id)
+        res = self._resources.get(resource_id)
+        fault = Fault(FaultKind.QUARANTINED, reason)
+        if res is None or res.fault == fault:
+            return events
+        events.append(self._put(replace(res, fault=fault), EventType.QUARANTINED))
+        return events
+
     def cleaned(self, resource_id: str, failure: str | None) -> list[Event]:
         """Teardown ended: the resource is free again, or faulty with ``failure``."""
         events = self._settle(resource_id)

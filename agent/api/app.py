@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 
 from agent.api import jsonrpc, openapi, rest
+from agent.api import recovery as recovery_api
 from agent.api import sessions as sessions_api
 from agent.api.wire import (
     AUTHORITY,
@@ -15,12 +16,14 @@ from agent.api.wire import (
     IDENTITY,
     LOCKER,
     MAX_BODY,
+    RECOVERY,
     SESSIONS,
     WAITLIST,
     CoordinatorStatus,
     DirectLock,
 )
 from agent.authority import Authority
+from agent.recovery.ladder import Recovery
 from agent.sessions.manager import Sessions
 from agent.waitlist import Waitlist
 
@@ -40,6 +43,7 @@ def make_app(
     *,
     sessions: Sessions | None = None,
     waitlist: Waitlist | None = None,
+    recovery: Recovery | None = None,
 ) -> web.Application:
     """Build the application around the authority; ``identity`` names local holders.
 
@@ -61,6 +65,9 @@ def make_app(
     app.router.add_get("/api/openapi.json", openapi_document)
     app.router.add_routes(rest.routes)
     app.router.add_routes(sessions_api.routes)
+    app.router.add_routes(recovery_api.routes)
+    if recovery is not None:
+        app[RECOVERY] = recovery
     return app
 
 

@@ -91,6 +91,12 @@ class RenewBody(Body):
     lease: Seconds | None = Field(default=None, description="New length; omit: its own length.")
 
 
+class RecoverBody(Body):
+    """``recover``: why, for the log."""
+
+    reason: str = Field(default="an administrator asked", description="Why, for the log.")
+
+
 class DisableBody(Body):
     """``disable``: why, for the people who will wonder."""
 
@@ -108,5 +114,6 @@ BODIES: tuple[type[BaseModel], ...] = (
     ReleaseBody,
     RenewBody,
     DisableBody,
+    RecoverBody,
     EmptyBody,
 )

@@ -242,6 +242,13 @@ PATHS: dict[str, Any] = {
     "/api/resources/{id}/enable": _action(
         "enable", "Enable: let the resource take holds", "EmptyBody", "ResourceOut", (404,)
     ),
+    "/api/resources/{id}/recover": _action(
+        "recover",
+        "Climb a stuck phone's recovery ladder now; answers when it has ended",
+        "RecoverBody",
+        "RecoverAnswer",
+        (404,),
+    ),
     "/api/resources/{id}/disable": _action(
         "disable",
         "Disable: refuse new holds (an existing one stays)",

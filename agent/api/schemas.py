@@ -234,6 +234,16 @@ class Coordinators(Out):
     coordinators: list[CoordinatorOut]
 
 
+class RecoverAnswer(Out):
+    """A recovery ladder climbed by hand: the resource now, and whether it is back."""
+
+    resource: ResourceOut
+    recovered: bool = Field(
+        description="The phone is back (adb device and a working shell); false: it was "
+        "not tried (the message in the agent's log says why) or it ended quarantined."
+    )
+
+
 class SessionOut(Out):
     """One session: a resource prepared for one lock and cleaned after it."""
 
@@ -294,6 +304,7 @@ ANSWERS: tuple[type[BaseModel], ...] = (
     History,
     Health,
     Coordinators,
+    RecoverAnswer,
     SessionList,
     SessionOut,
     Error,

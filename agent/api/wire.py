@@ -12,6 +12,7 @@ from aiohttp import web
 from agent.authority import Authority
 from agent.coordinator.status import SyncStatus
 from agent.model import Hold, Holder
+from agent.recovery.ladder import Recovery
 from agent.sessions.manager import Sessions
 from agent.waitlist import Waitlist
 
@@ -75,6 +76,7 @@ class DirectLock:
 LOCKER = web.AppKey("locker", Locker)
 SESSIONS = web.AppKey("sessions", Sessions)
 WAITLIST = web.AppKey("waitlist", Waitlist)
+RECOVERY = web.AppKey("recovery", Recovery)
 
 
 class BadJSON(ValueError):

@@ -70,10 +70,10 @@ def main() -> None:
 
 
 @contextlib.contextmanager
-def client(url: str) -> Iterator[Client]:
+def client(url: str, timeout: float = 10.0) -> Iterator[Client]:
     """A client of the agent at ``url``; its failures become the CLI's exit codes."""
     try:
-        yield Client(url)
+        yield Client(url, timeout)
     except Unreachable as exc:
         raise NoAgent(f"resource-agent: {exc}") from exc
     except ApiRefusal as exc:
@@ -83,9 +83,11 @@ def client(url: str) -> Iterator[Client]:
         raise NoAgent(f"resource-agent: no agent at {url}: the answer lacks {exc}") from exc
 
 
-def call(url: str, fn: Callable[[Client], Any], show: Callable[[Any], None]) -> None:
+def call(
+    url: str, fn: Callable[[Client], Any], show: Callable[[Any], None], timeout: float = 10.0
+) -> None:
     """Ask the agent (``fn``) and print its answer (``show``)."""
-    with client(url) as c:
+    with client(url, timeout) as c:
         show(fn(c))
 
 

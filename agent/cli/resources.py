@@ -6,7 +6,7 @@ from typing import Any
 
 import click
 
-from agent.cli.base import call, holder_name, main, print_hold, print_json, url_option
+from agent.cli.base import Failed, call, holder_name, main, print_hold, print_json, url_option
 
 
 def _holder_text(res: dict[str, Any]) -> str:
@@ -146,3 +146,31 @@ def _print_coordinators(data: Any) -> None:
 def status(url: str, as_json: bool) -> None:
     """Show each coordinator's sync: state, pending changes, last success, last error."""
     call(url, lambda c: c.get("coordinators"), print_json if as_json else _print_coordinators)
+
+
+@main.command()
+@url_option
+@click.argument("resource_id")
+@click.option("--reason", default="an administrator asked", help="Why, for the log.")
+@click.option(
+    "--timeout",
+    type=click.FloatRange(min=1, max=3600),
+    default=300.0,
+    show_default=True,
+    help="Seconds to wait for the ladder to end.",
+)
+def recover(url: str, resource_id: str, reason: str, timeout: float) -> None:
+    """Bring a stuck phone back now: reconnect, soft replug, power cycle, else quarantine."""
+
+    def show(d: Any) -> None:
+        state = d["resource"]["state"]
+        click.echo(f"{resource_id} {'is back' if d['recovered'] else 'is not back'} ({state})")
+        if not d["recovered"]:
+            raise Failed(f"{resource_id} did not come back; see the agent's log")
+
+    call(
+        url,
+        lambda c: c.post(c.resource_path(resource_id, "recover"), {"reason": reason}),
+        show,
+        timeout=timeout,
+    )

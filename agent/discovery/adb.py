@@ -33,7 +33,7 @@ import contextlib
 import logging
 import random
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 
 from agent.android import parse_battery, parse_getprop
 from agent.config import AdbSection, parse_hostport
@@ -101,6 +101,10 @@ def is_remote(serial: str) -> bool:
     return ":" in serial or serial.endswith("._tcp") or "._adb-tls-" in serial
 
 
+def _unheard(serial: str, why: str) -> None:
+    """Where stuck phones are reported when nobody recovers them."""
+
+
 class _Phone:
     """What the source knows of one listed serial."""
 
@@ -122,8 +126,12 @@ class AdbSource(Service):
         read_timeout: float = READ_TIMEOUT,
         startup_timeout: float = STARTUP_TIMEOUT,
         tcp_recheck: float = TCP_RECHECK,
+        *,
+        on_stuck: Callable[[str, str], None] = _unheard,
     ) -> None:
+        # on_stuck(serial, why): a listed phone whose shell does not answer.
         host, port = parse_hostport(settings.server)
+        self._on_stuck = on_stuck
         self._host = AdbHost(host, port)
         self._inventory = inventory
         self._allow_remote = settings.allow_remote
@@ -317,6 +325,10 @@ class AdbSource(Service):
             level = parse_battery(await self._shell(phone.serial, "dumpsys battery"))
         except _READ_ERRORS as exc:
             log.warning("adb: cannot read the battery of %s: %s", phone.serial, _reason(exc))
+            if isinstance(exc, TimeoutError):
+                self._on_stuck(
+                    phone.serial, f"its shell did not answer in {self._read_timeout:g} s"
+                )
             return False
         phone.metadata["battery"] = str(level)
         return True

@@ -146,6 +146,10 @@ class Inventory:
         for facts in devices:
             self.adb_changed(facts)
 
+    def syspath_of(self, resource_id: str) -> str | None:
+        """The sysfs path of the resource's USB device, if udev sees one."""
+        return self._syspath_of.get(resource_id)
+
     # -------------------------------------------------------------- internal
 
     def _unindex(self, old: UsbFacts, serials: set[str], ids: set[str]) -> None:

@@ -22,8 +22,9 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 from agent.authority import Authority
@@ -49,6 +50,8 @@ from agent.sessions.rules import SessionRule, Step, UninstallNewPackages, rule_f
 from agent.sessions.steps import StepContext, StepFailed, list_packages, run_step
 
 log = logging.getLogger(__name__)
+
+Recover = Callable[[str, str, Callable[[str], None]], Awaitable[bool]]
 
 TAIL = 5  # output lines a refused Lock quotes
 PACKAGES_TIMEOUT = 60.0
@@ -85,7 +88,9 @@ class Sessions(Service):
         adb_server: str | None,
         identity: str,
         timeout: float = 10.0,
+        recover: Recover | None = None,
     ) -> None:
+        # recover(id, why, say): bring a stuck phone back (agent/recovery); True once it is.
         self._authority = authority
         self._bus = bus
         self.journal = journal
@@ -100,6 +105,7 @@ class Sessions(Service):
         self._provisioning: dict[str, _Provisioning] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._unsubscribe: Callable[[], None] | None = None
+        self._recover = recover
 
     # ------------------------------------------------------------ lifecycle
 
@@ -298,31 +304,52 @@ class Sessions(Service):
     async def _steps(
         self, steps: Sequence[Step], ctx: StepContext, live: Live, *, stop_at_failure: bool
     ) -> Outcome:
-        """Run ``steps`` in order; the first failure is the outcome's."""
+        """Run ``steps`` in order; the first failure is the outcome's.
+
+        In provisioning, a step that fails because the phone stopped answering
+        asks for the phone to be recovered (the holder's session asks, so its
+        lock does not stop the ladder) and, once it is back, runs again.
+        """
         first: Outcome | None = None
         for step in steps:
-            label = step.label
-            self.journal.line(live, f"step {label}: start")
-            began = time.monotonic()
-            try:
-                await run_step(step, ctx)
-            except StepFailed as exc:
-                took = time.monotonic() - began
-                self.journal.line(live, f"step {label}: FAILED after {took:.1f} s: {exc.message}")
-                if first is None:
-                    first = Outcome(False, label, exc.message, tuple(live.tail(TAIL + 1)[:-1]))
-                if stop_at_failure:
-                    break
+            failed = await self._step(step, ctx, live)
+            if (
+                isinstance(failed, StepFailed)
+                and failed.unresponsive
+                and stop_at_failure
+                and self._recover is not None
+            ) and await self._recover(
+                ctx.resource.id, failed.message, partial(self.journal.line, live)
+            ):
+                failed = await self._step(step, ctx, live)
+            if failed is None:
                 continue
-            except Exception as exc:  # a bug in a step must not leave the resource stuck
-                log.exception("session step %s on %s failed", label, ctx.resource.id)
-                self.journal.line(live, f"step {label}: FAILED: internal error {exc!r}")
-                first = first or Outcome(False, label, f"internal error: {exc!r}")
-                if stop_at_failure:
-                    break
-                continue
-            self.journal.line(live, f"step {label}: ok ({time.monotonic() - began:.1f} s)")
+            message = (
+                failed.message if isinstance(failed, StepFailed) else f"internal error: {failed!r}"
+            )
+            if first is None:
+                first = Outcome(False, step.label, message, tuple(live.tail(TAIL + 1)[:-1]))
+            if stop_at_failure:
+                break
         return first or Outcome(True)
+
+    async def _step(self, step: Step, ctx: StepContext, live: Live) -> Exception | None:
+        """Run one step and log how it went; the failure, or None."""
+        label = step.label
+        self.journal.line(live, f"step {label}: start")
+        began = time.monotonic()
+        try:
+            await run_step(step, ctx)
+        except StepFailed as exc:
+            took = time.monotonic() - began
+            self.journal.line(live, f"step {label}: FAILED after {took:.1f} s: {exc.message}")
+            return exc
+        except Exception as exc:  # a bug in a step must not leave the resource stuck
+            log.exception("session step %s on %s failed", label, ctx.resource.id)
+            self.journal.line(live, f"step {label}: FAILED: internal error {exc!r}")
+            return exc
+        self.journal.line(live, f"step {label}: ok ({time.monotonic() - began:.1f} s)")
+        return None
 
 
 def refusal(resource_id: str, outcome: Outcome) -> str:

@@ -131,3 +131,34 @@ def wait_state(client: ServerClient, serial: str, state: str, timeout: float) ->
         raise PhoneError(f"{serial}: not {state} within {timeout:g} s") from exc
     except (AdbError, OSError) as exc:
         raise PhoneError(f"{serial}: waiting for {state}: {exc}") from exc
+
+
+def _host_request(client: ServerClient, request: str, timeout: float) -> str:
+    """One host-protocol request to the server; its answer text (some have none)."""
+    try:
+        conn = client.make_connection(timeout)
+        try:
+            conn.send_command(request)
+            conn.check_okay()
+            try:
+                return str(conn.read_string_block())
+            except (AdbError, TimeoutError, OSError):
+                return ""  # OKAY alone is the whole answer to some requests
+        finally:
+            conn.close()
+    except PhoneError:
+        raise
+    except (AdbTimeout, TimeoutError) as exc:
+        raise PhoneError(f"{request}: no answer in {timeout:g} s") from exc
+    except (AdbError, OSError) as exc:
+        raise PhoneError(f"{request}: {exc}") from exc
+
+
+def reconnect(client: ServerClient, serial: str, timeout: float) -> str:
+    """Ask the server to drop its connection to the phone and make it again."""
+    return _host_request(client, f"host-serial:{serial}:reconnect", timeout)
+
+
+def connect(client: ServerClient, address: str, timeout: float) -> str:
+    """``adb connect ADDRESS``: a phone over TCP (the server may have dropped it)."""
+    return _host_request(client, f"host:connect:{address}", timeout)

@@ -115,6 +115,8 @@ class FakeAdbd:
         self.shell_mode: ShellMode = shell_mode
         self.mode: Mode = mode
         self.shell_count = 0  # shell commands received, for tests that wait on a poll
+        self.connects = 0  # CNXNs from the host: more than one means adb reconnected
+        self.heal_on_reconnect = False  # a hung shell answers again once adb reconnects
         self.packages: set[str] = {"com.example.app"}  # third-party packages (pm list -3)
         self.keyevents: list[str] = []  # `input keyevent N` received
         self.keyguard = False  # a keyguard is showing
@@ -339,6 +341,9 @@ class _Session:
 
     def handle(self, cmd: int, a0: int, a1: int, data: bytes) -> None:
         if cmd == A_CNXN:
+            self.phone.connects += 1
+            if self.phone.heal_on_reconnect and self.phone.connects > 1:
+                self.phone.shell_mode = "normal"
             if self.phone.auth == "refuse":
                 self.send(A_AUTH, AUTH_TOKEN, 0, os.urandom(20))
             else:

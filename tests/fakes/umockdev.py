@@ -25,6 +25,7 @@ import struct
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 BURST = 8  # uevents sent without checking the queues (the kernel's limit is 10)
@@ -145,6 +146,7 @@ def _spec(
     device_class: str = "00",
 ) -> UsbSpec:
     attrs = {"idVendor": vid, "idProduct": pid, "bDeviceClass": device_class, "speed": "480"}
+    attrs["authorized"] = "1"  # the kernel's switch to unbind and rebind the device
     props = {
         "DEVTYPE": "usb_device",
         "DRIVER": "usb",
@@ -301,6 +303,19 @@ class Testbed:
         path = self._add("usb", name, parent, attrs, props)
         self._nodes[path] = _Node(name, up.bus, node_path)
         return path
+
+    def sysfs(self, syspath: str, *names: str) -> Path:
+        """The testbed file the agent sees as ``syspath/names...`` in sysfs."""
+        return Path(self.root + syspath, *names)
+
+    def port_switch(self, hub: str, port: int) -> Path:
+        """Give port ``port`` of the hub at ``hub`` a power switch (``disable``); its file."""
+        name = Path(hub).name
+        interface = f"{name.removeprefix('usb')}-0:1.0" if name.startswith("usb") else f"{name}:1.0"
+        switch = self.sysfs(hub, interface, f"{name}-port{port}", "disable")
+        switch.parent.mkdir(parents=True, exist_ok=True)
+        switch.write_text("0\n")
+        return switch
 
     def unplug(self, syspath: str) -> None:
         """Unplug a device (and what hangs off it): ``remove`` uevents, then the sysfs tree."""

@@ -52,6 +52,7 @@ def layer(module: str) -> str:
         ("agent.coordinator", "sinks"),
         ("agent.systemd", "sinks"),
         ("agent.sessions", "sinks"),
+        ("agent.recovery", "sinks"),
         ("agent.api", "api"),
     ):
         if module == prefix or module.startswith(prefix + "."):
