@@ -16,6 +16,7 @@ from agent.coordinator.status import SyncError, SyncState, SyncStatus
 from agent.model import (
     Code,
     EndReason,
+    FaultKind,
     HistoryEntry,
     Hold,
     Holder,
@@ -84,6 +85,13 @@ class HoldWithKey(HoldOut):
         return cls.model_construct(**dict(HoldOut.of(hold)), key=hold.key)
 
 
+class FaultOut(Out):
+    """A problem the agent found that only an administrator clears (``enable``)."""
+
+    kind: FaultKind
+    reason: str
+
+
 class ResourceOut(Out):
     """A resource as the API lists it."""
 
@@ -96,7 +104,11 @@ class ResourceOut(Out):
     disabled_reason: str
     present: bool = Field(description="Seen by its source right now.")
     gone: bool = Field(description="Absent for the whole grace period.")
-    health: str | None = Field(description="Null when usable, else why not.")
+    health: str | None = Field(description="Null when its source finds it usable, else why not.")
+    fault: FaultOut | None = Field(
+        description="Quarantined, or its teardown failed: unusable until an administrator "
+        "enables it again."
+    )
     holder: HoldOut | None
     metadata: dict[str, str]
 
@@ -114,6 +126,9 @@ class ResourceOut(Out):
             present=res.present,
             gone=res.gone,
             health=res.health,
+            fault=None
+            if res.fault is None
+            else FaultOut.model_construct(kind=res.fault.kind, reason=res.fault.reason),
             holder=HoldOut.of(res.hold) if res.hold is not None else None,
             metadata=dict(res.metadata),
         )

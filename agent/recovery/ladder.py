@@ -272,23 +272,26 @@ class Recovery(Service):
         return f"{switch} set to 1, then 0"
 
     async def _came_back(self, resource_id: str) -> bool:
-        """Whether the phone is back to adb "device" with a working shell within ``settle``."""
+        """Whether the phone is back to adb "device" with a working shell within ``settle``.
+
+        The adb server is asked directly: the agent's own view of the phone
+        lags behind while the adb source reads a phone that came back.
+        """
+        if self._client is None:
+            return False
+        client, timeout = self._client, self._settings.probe_timeout
         deadline = self._clock() + self._settings.settle
         while self._clock() < deadline:
-            res = self._authority.registry.get(resource_id)
-            if res.present and res.metadata.get("adb-state") == AdbState.DEVICE and self._client:
-                try:
+            try:
+                listed = await asyncio.to_thread(phone.state, client, resource_id, timeout)
+                if listed == AdbState.DEVICE:
                     probe = await asyncio.to_thread(
-                        phone.shell,
-                        self._client,
-                        resource_id,
-                        "echo ok",
-                        self._settings.probe_timeout,
+                        phone.shell, client, resource_id, "echo ok", timeout
                     )
-                except PhoneError:
-                    probe = None
-                if probe is not None and probe.output.strip() == "ok":
-                    return True
+                    if probe.output.strip() == "ok":
+                        return True
+            except PhoneError as exc:
+                log.debug("%s: not back yet: %s", resource_id, exc)
             await asyncio.sleep(POLL)
         return False
 

@@ -162,3 +162,8 @@ def reconnect(client: ServerClient, serial: str, timeout: float) -> str:
 def connect(client: ServerClient, address: str, timeout: float) -> str:
     """``adb connect ADDRESS``: a phone over TCP (the server may have dropped it)."""
     return _host_request(client, f"host:connect:{address}", timeout)
+
+
+def state(client: ServerClient, serial: str, timeout: float) -> str:
+    """The phone's state as the server lists it now (``device``, ``offline``...)."""
+    return _host_request(client, f"host-serial:{serial}:get-state", timeout).strip()
