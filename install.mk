@@ -69,10 +69,9 @@ ifeq ($(INSTALL_VENV),1)
 endif
 	install -D -m 0644 README.md $(D)$(DOCDIR)/README.md
 	install -d -m 0755 $(D)$(UNITDIR) $(D)$(SYSUSERSDIR) $(D)$(UDEVRULESDIR)
-	sed 's#/opt/resource-agent#$(PREFIX)#g' systemd/resource-agent.service \
-	  > $(D)$(UNITDIR)/resource-agent.service
-	chmod 0644 $(D)$(UNITDIR)/resource-agent.service
-	install -m 0644 systemd/resource-agent-adb.service $(D)$(UNITDIR)/resource-agent-adb.service
+	for unit in resource-agent.service resource-agent-adb.service; do \
+	  sed 's#/opt/resource-agent#$(PREFIX)#g' systemd/$$unit > $(D)$(UNITDIR)/$$unit && \
+	  chmod 0644 $(D)$(UNITDIR)/$$unit || exit 1; done
 	install -m 0644 systemd/resource-agent.sysusers $(D)$(SYSUSERSDIR)/resource-agent.conf
 	install -m 0644 udev-rules/90-resource-agent.rules $(D)$(UDEVRULESDIR)/90-resource-agent.rules
 	install -d -m 0755 $(D)$(CONFDIR)

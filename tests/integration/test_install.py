@@ -101,6 +101,9 @@ def test_untouched_install_uninstalls_completely_with_another_prefix(tmp_path: P
     unit = (stage / "etc/systemd/system/resource-agent.service").read_text()
     assert "ExecStart=/opt/ra/bin/resource-agent serve\n" in unit
     assert "/opt/resource-agent" not in unit
+    adb_unit = (stage / "etc/systemd/system/resource-agent-adb.service").read_text()
+    assert "ExecStart=/opt/ra/bin/resource-agent adb-server\n" in adb_unit
+    assert "/opt/resource-agent" not in adb_unit
     assert (stage / "opt/ra/share/doc/resource-agent/README.md").is_file()
 
     make("uninstall", stage, "PREFIX=/opt/ra")
