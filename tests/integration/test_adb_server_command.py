@@ -129,3 +129,23 @@ def test_a_server_it_cannot_serve_is_named(tmp_path: Path, config: str, message:
     )
     assert result.returncode == 1, result.stdout + result.stderr
     assert message in result.stderr
+
+
+def test_an_adbutils_without_its_adb_is_named(tmp_path: Path) -> None:
+    # adbutils from a source package: the package is there, its binary is not.
+    (tmp_path / "adbutils/binaries").mkdir(parents=True)
+    (tmp_path / "adbutils/__init__.py").touch()
+    (tmp_path / "adbutils/binaries/__init__.py").touch()
+    config = tmp_path / "agent.toml"
+    config.write_text('[adb]\nserver = "127.0.0.1:5999"\n')
+    result = subprocess.run(
+        [sys.executable, "-m", "agent.cli", "adb-server", "--config", str(config)],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        env={**os.environ, "PYTHONPATH": str(tmp_path)},
+    )
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert f"no adb executable at {tmp_path}/adbutils/binaries/adb" in result.stderr
+    assert "reinstall it from a wheel" in result.stderr
