@@ -5,9 +5,11 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN     = $(VENV)/bin
 # System tools the tests drive for real: umockdev (fake udev), udev (udevadm),
-# adb (the real adb server), systemd-analyze (unit checks), libusb (pyusb).
-SYSTEM_TOOLS = umockdev-wrapper umockdev-run udevadm adb systemd-analyze systemd-sysusers unshare
-SYSTEM_PKGS  = umockdev libumockdev0 udev adb systemd libusb-1.0-0 util-linux
+# systemd-analyze (unit checks), libusb (pyusb), systemd-nspawn (tests/system:
+# the service under a real systemd). The adb server is the one adbutils ships.
+SYSTEM_TOOLS = umockdev-wrapper umockdev-run udevadm systemd-analyze systemd-sysusers unshare \
+               setpriv nsenter systemd-nspawn git
+SYSTEM_PKGS  = umockdev libumockdev0 udev systemd libusb-1.0-0 util-linux systemd-container git
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: run test lint bench system-deps install uninstall clean

@@ -2,6 +2,7 @@
 #
 # As root on the build machine:  make install
 # Staged (packaging, tests):     make install DESTDIR=/tmp/stage [INSTALL_VENV=0]
+# Another interpreter:           make install PYTHON=/usr/local/bin/python3.12
 #
 # The agent gets its own venv in PREFIX; the unit, sysusers file and udev rules
 # go where systemd and udev read them; /etc/resource-agent/agent.toml is
@@ -17,6 +18,14 @@ UDEVRULESDIR ?= /etc/udev/rules.d
 INSTALL_VENV ?= 1
 # Extra arguments for pip, e.g. PIP_ARGS="--index-url https://mirror/simple".
 PIP_ARGS     ?=
+# The venv is built on the OS's python, not on whatever python3 a root shell
+# finds first (pyenv, conda, a venv: often under /root, which the service
+# cannot reach); PYTHON=... on the command line or in the environment picks another.
+ifneq ($(filter command line environment,$(origin PYTHON)),)
+INSTALL_PYTHON = $(PYTHON)
+else
+INSTALL_PYTHON = /usr/bin/python3
+endif
 
 CONFDIR  = $(SYSCONFDIR)/resource-agent
 DOCDIR   = $(PREFIX)/share/doc/resource-agent
@@ -28,15 +37,30 @@ install:
 	@# On the build machine itself: what the agent runs with, from Debian's packages.
 	@if [ -z "$(DESTDIR)" ] && command -v apt-get >/dev/null; then \
 	  missing=""; \
-	  $(PYTHON) -c 'import ensurepip, venv' 2>/dev/null || missing="$$missing python3-venv"; \
-	  command -v adb >/dev/null || missing="$$missing adb"; \
+	  $(INSTALL_PYTHON) -c 'import ensurepip, venv' 2>/dev/null || missing="$$missing python3-venv"; \
 	  ldconfig -p | grep -q libusb-1.0 || missing="$$missing libusb-1.0-0"; \
 	  if [ -n "$$missing" ]; then echo "installing:$$missing"; apt-get update -qq && \
 	    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; fi; fi
 ifeq ($(INSTALL_VENV),1)
-	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
-	  { echo "make install: $(PYTHON) is older than 3.11; set PYTHON=python3.11" >&2; exit 1; }
-	$(PYTHON) -m venv $(D)$(PREFIX)
+	@command -v $(INSTALL_PYTHON) >/dev/null || \
+	  { echo "make install: no $(INSTALL_PYTHON); install python3, or set PYTHON=" >&2; exit 1; }
+	@$(INSTALL_PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
+	  { echo "make install: $(INSTALL_PYTHON) is older than 3.11; set PYTHON=python3.11" >&2; exit 1; }
+	@# The venv's python links to this interpreter, and the service runs it as its own
+	@# user with ProtectHome=yes (no /home, /root, /run/user): else 203/EXEC at each start.
+	@set -- $$($(INSTALL_PYTHON) -c 'import os, sys; e = sys._base_executable; \
+	    print(e, os.path.realpath(e), sys.base_prefix)') && exe=$$1 && \
+	for p in "$$@"; do case $$p/ in /home/*|/root/*|/run/user/*) \
+	  echo "make install: $(INSTALL_PYTHON) runs from $$p, a home directory, which the" \
+	       "service cannot see (ProtectHome=yes); use the OS's python (the default," \
+	       "/usr/bin/python3) or PYTHON= one outside /home, /root and /run/user" >&2; \
+	  exit 1;; esac; done; \
+	if [ "$$(id -u)" = 0 ] && ! setpriv --reuid=65534 --regid=65534 --clear-groups -- \
+	    env -i $$exe -I -c 'import encodings, venv' >/dev/null 2>&1; then \
+	  echo "make install: $$exe cannot be run by an unprivileged user" \
+	       "like the service's; use the OS's python (the default, /usr/bin/python3) or" \
+	       "PYTHON= one that every user may execute" >&2; exit 1; fi
+	$(INSTALL_PYTHON) -m venv $(D)$(PREFIX)
 	$(D)$(PREFIX)/bin/python -m pip install -q --disable-pip-version-check $(PIP_ARGS) .
 	@# A staged venv must name its final place in its scripts, not the staging dir.
 	@if [ -n "$(DESTDIR)" ]; then \
@@ -45,10 +69,9 @@ ifeq ($(INSTALL_VENV),1)
 endif
 	install -D -m 0644 README.md $(D)$(DOCDIR)/README.md
 	install -d -m 0755 $(D)$(UNITDIR) $(D)$(SYSUSERSDIR) $(D)$(UDEVRULESDIR)
-	sed 's#/opt/resource-agent#$(PREFIX)#g' systemd/resource-agent.service \
-	  > $(D)$(UNITDIR)/resource-agent.service
-	chmod 0644 $(D)$(UNITDIR)/resource-agent.service
-	install -m 0644 systemd/resource-agent-adb.service $(D)$(UNITDIR)/resource-agent-adb.service
+	for unit in resource-agent.service resource-agent-adb.service; do \
+	  sed 's#/opt/resource-agent#$(PREFIX)#g' systemd/$$unit > $(D)$(UNITDIR)/$$unit && \
+	  chmod 0644 $(D)$(UNITDIR)/$$unit || exit 1; done
 	install -m 0644 systemd/resource-agent.sysusers $(D)$(SYSUSERSDIR)/resource-agent.conf
 	install -m 0644 udev-rules/90-resource-agent.rules $(D)$(UDEVRULESDIR)/90-resource-agent.rules
 	install -d -m 0755 $(D)$(CONFDIR)

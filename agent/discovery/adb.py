@@ -9,14 +9,16 @@ the source reconnects with exponential backoff; the new server's first list
 puts them back under the same ids, so no resource is doubled or lost, and
 holds survive (a vanished resource keeps its hold through the grace period).
 
-The stream has one known gap: adb 29 (Debian 12's) does not push the change
-when a TCP phone drops to ``offline`` (it lists it so, but tells no tracker).
-So a failed read of a phone is taken as a hint that the list may have changed
-unannounced, and the list is asked for once (``host:devices``) and applied
-like a pushed one -- unless a push came in meanwhile, which is fresher. While
-a TCP phone is usable, the list is also rechecked every ``tcp_recheck``
-seconds, which bounds how long a dead one can look usable; USB phones need
-no such check (their unplugging is pushed).
+The stream has one known gap with older servers: adb 29 (Debian 12's) does
+not push the change when a TCP phone drops to ``offline`` (it lists it so, but
+tells no tracker). The adb the agent's adb unit runs (``resource-agent
+adb-server``, platform-tools 36) pushes it, but ``[adb] server`` may name
+another. So a failed read of a phone is taken as a hint that the list may
+have changed unannounced, and the list is asked for once (``host:devices``)
+and applied like a pushed one -- unless a push came in meanwhile, which is
+fresher. While a TCP phone is usable, the list is also rechecked every
+``tcp_recheck`` seconds, which bounds how long a dead one can look usable;
+USB phones need no such check (their unplugging is pushed).
 
 Every adb state is reported as it is. A phone in ``device`` state is first
 read -- ``getprop`` for its identity, ``dumpsys battery`` for its charge --

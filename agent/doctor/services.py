@@ -43,7 +43,7 @@ def check_adb(settings: Settings) -> list[Check]:
     host, port = parse_hostport(server)
     start = (
         "start the one installed with the agent: systemctl enable --now resource-agent-adb "
-        f"(by hand: sudo -u {AGENT_USER} -H adb -P {port} start-server), "
+        f"(by hand: sudo -u {AGENT_USER} -H resource-agent adb-server, in the foreground), "
         "or set [adb] server to where yours runs"
     )
     try:

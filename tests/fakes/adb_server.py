@@ -1,4 +1,7 @@
-"""A private, real adb server (``/usr/bin/adb``) for tests.
+"""A private, real adb server for tests: the adb the agent's adb unit runs.
+
+That is the adb in adbutils' wheel (``resource-agent adb-server`` executes
+it), not Debian's older one that may also be on the PATH.
 
 Each ``AdbServer`` runs on its own free port with its own ``HOME`` and
 ``TMPDIR`` (keys, state and adb's log stay in the test's temp dir) and is
@@ -9,16 +12,16 @@ never touched. ``kill()`` stops it with ``adb -P PORT kill-server``.
 from __future__ import annotations
 
 import os
-import shutil
 import socket
 import subprocess
 from pathlib import Path
 from types import TracebackType
 
+from agent.cli.adb_server import adb_binary
 from tests.support.net import free_port
 from tests.support.waiting import wait_for
 
-ADB = shutil.which("adb") or "/usr/bin/adb"
+ADB = str(adb_binary())
 DEFAULT_PORT = 5037
 
 
@@ -39,7 +42,9 @@ class AdbServer:
     def env(self) -> dict[str, str]:
         """The environment every adb command of this server runs with."""
         env = {k: v for k, v in os.environ.items() if not k.startswith(("ANDROID_", "ADB_"))}
-        env.update(HOME=str(self.home), TMPDIR=str(self.home))
+        # ADB_LIBUSB=0: no USB bus here, and adb's libusb backend, failing to start,
+        # holds the server's first command 3 s; its own Linux backend does not.
+        env.update(HOME=str(self.home), TMPDIR=str(self.home), ADB_LIBUSB="0")
         return env
 
     def adb(self, *args: str, check: bool = True, timeout: float = 20.0) -> str:

@@ -23,6 +23,7 @@ from agent.discovery.adb_host import AdbHost, AdbHostError
 from agent.discovery.inventory import Inventory
 from agent.model import Description, Resource
 from agent.registry import Registry
+from tests.fakes.adb29 import offline_unannounced
 from tests.fakes.adb_server import AdbServer
 from tests.fakes.adbd import FakeAdbd
 from tests.support.waiting import until
@@ -130,25 +131,26 @@ async def test_slow_phone_does_not_hold_up_start(
 async def test_dead_tcp_phone_is_noticed_without_a_failed_read(
     adb_server: AdbServer, phones: Callable[..., FakeAdbd]
 ) -> None:
-    # adb 29 lists a dead TCP phone offline without pushing the change; with
-    # no battery read due for minutes, the periodic recheck must notice it.
+    # An old adb (29) lists a dead TCP phone offline without pushing the change;
+    # with no battery read due for minutes, the periodic recheck must notice it.
     phone = phones()
     adb_server.connect(phone.serial)
     sink = RegistrySink()
 
-    adb = source(sink, adb_server.address, tcp_recheck=0.2, battery_interval=300.0)
-    await adb.start()
-    try:
-        reads = phone.shell_count
-        await asyncio.to_thread(phone.stop)
-        res = await until(
-            where(sink, phone.serial, lambda r: r.metadata["adb-state"] == "offline"),
-            what="the dead phone to show offline",
-        )
-        assert res.health is not None and res.metadata["model"] == "Pixel 7"
-        assert phone.shell_count == reads  # noticed by the list, not by a read
-    finally:
-        await adb.stop()
+    async with offline_unannounced(adb_server.port) as old_adb:
+        adb = source(sink, old_adb, tcp_recheck=0.2, battery_interval=300.0)
+        await adb.start()
+        try:
+            reads = phone.shell_count
+            await asyncio.to_thread(phone.stop)
+            res = await until(
+                where(sink, phone.serial, lambda r: r.metadata["adb-state"] == "offline"),
+                what="the dead phone to show offline",
+            )
+            assert res.health is not None and res.metadata["model"] == "Pixel 7"
+            assert phone.shell_count == reads  # noticed by the list, not by a read
+        finally:
+            await adb.stop()
 
 
 async def test_phone_dying_mid_read_leaves_the_source_running(
@@ -158,29 +160,31 @@ async def test_phone_dying_mid_read_leaves_the_source_running(
     adb_server.connect(dying.serial)
     sink = RegistrySink()
 
-    with caplog.at_level(logging.WARNING, logger="agent.discovery.adb"):
-        adb = source(sink, adb_server.address, read_timeout=30.0)
-        starting = asyncio.create_task(adb.start())
-        try:
-            await until(lambda: dying.shell_count >= 1, what="the first read to begin")
-            await asyncio.to_thread(dying.stop)
-            await starting  # the broken read ends start-up's wait, not the timeout
-            res = await until(
-                where(sink, dying.serial, lambda r: r.metadata["adb-state"] == "offline"),
-                what="the dead phone to show offline",
-            )
-            assert res.health is not None
+    # An old adb (29) does not push the death: the broken read must reveal it.
+    async with offline_unannounced(adb_server.port) as old_adb:
+        with caplog.at_level(logging.WARNING, logger="agent.discovery.adb"):
+            adb = source(sink, old_adb, read_timeout=30.0)
+            starting = asyncio.create_task(adb.start())
+            try:
+                await until(lambda: dying.shell_count >= 1, what="the first read to begin")
+                await asyncio.to_thread(dying.stop)
+                await starting  # the broken read ends start-up's wait, not the timeout
+                res = await until(
+                    where(sink, dying.serial, lambda r: r.metadata["adb-state"] == "offline"),
+                    what="the dead phone to show offline",
+                )
+                assert res.health is not None
 
-            healthy = phones()
-            await asyncio.to_thread(adb_server.connect, healthy.serial)
-            res = await until(
-                where(sink, healthy.serial, lambda r: "model" in r.metadata),
-                what="a new phone to be read",
-            )
-            assert res.metadata["battery"] == "85" and res.health is None
-        finally:
-            starting.cancel()
-            await adb.stop()
+                healthy = phones()
+                await asyncio.to_thread(adb_server.connect, healthy.serial)
+                res = await until(
+                    where(sink, healthy.serial, lambda r: "model" in r.metadata),
+                    what="a new phone to be read",
+                )
+                assert res.metadata["battery"] == "85" and res.health is None
+            finally:
+                starting.cancel()
+                await adb.stop()
     assert f"adb: cannot read the properties of {dying.serial}" in caplog.text
 
 

@@ -250,7 +250,7 @@ def test_adb_server_unreachable(setup: Setup) -> None:
     assert report.failures() == ["adb server"]
     check = report.check("adb server")
     assert check["detail"] == f"no adb server at {closed}: Connection refused"
-    assert "start-server" in check["fix"]
+    assert "resource-agent adb-server" in check["fix"]
 
 
 def test_unauthorized_phone(setup: Setup, tmp_path: Path) -> None:

@@ -17,7 +17,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 UNIT = ROOT / "systemd" / "resource-agent.service"
 SYSUSERS = ROOT / "systemd" / "resource-agent.sysusers"
+ADB_UNIT = ROOT / "systemd" / "resource-agent-adb.service"
 SHIPPED_EXEC = "/opt/resource-agent/bin/resource-agent serve"
+SHIPPED_ADB_EXEC = "/opt/resource-agent/bin/resource-agent adb-server"
 # The score recorded in docs/deploy.md; a change that weakens the hardening fails here.
 MAX_EXPOSURE = 2.0
 
@@ -32,11 +34,13 @@ def _settings(text: str) -> dict[str, list[str]]:
     return out
 
 
-def _copy_with_exec(tmp_path: Path, exec_start: str) -> Path:
-    text = UNIT.read_text()
-    assert text.count(f"ExecStart={SHIPPED_EXEC}\n") == 1
-    copy = tmp_path / "resource-agent.service"
-    copy.write_text(text.replace(f"ExecStart={SHIPPED_EXEC}", f"ExecStart={exec_start}"))
+def _copy_with_exec(
+    tmp_path: Path, exec_start: str, unit: Path = UNIT, shipped: str = SHIPPED_EXEC
+) -> Path:
+    text = unit.read_text()
+    assert text.count(f"ExecStart={shipped}\n") == 1
+    copy = tmp_path / unit.name
+    copy.write_text(text.replace(f"ExecStart={shipped}", f"ExecStart={exec_start}"))
     return copy
 
 
@@ -127,13 +131,15 @@ def test_sysusers_creates_the_user_in_plugdev(tmp_path: Path) -> None:
 
 
 def test_adb_server_unit(tmp_path: Path) -> None:
-    adb_unit = tmp_path / "resource-agent-adb.service"
-    adb_unit.write_text((ROOT / "systemd" / "resource-agent-adb.service").read_text())
-    s = _settings(adb_unit.read_text())
-    assert s["ExecStart"] == ["/usr/bin/adb -P 5037 nodaemon server"]  # foreground, for systemd
+    s = _settings(ADB_UNIT.read_text())
+    # In the foreground, for systemd: the adb of the agent's adbutils, not Debian's.
+    assert s["ExecStart"] == [SHIPPED_ADB_EXEC]
     assert s["User"] == ["resource-agent"]
     assert s["Environment"] == ["HOME=/var/lib/resource-agent"]  # its key: ~/.android
     assert "resource-agent-adb.service" in _settings(UNIT.read_text())["Wants"][0]
+    adb_unit = _copy_with_exec(
+        tmp_path, f"{_agent_executable()} adb-server", ADB_UNIT, SHIPPED_ADB_EXEC
+    )
     result = _analyze("verify", str(adb_unit), cwd=tmp_path)
     assert result.returncode == 0, result.stdout + result.stderr
     result = _analyze("security", "--offline=yes", str(adb_unit), cwd=tmp_path)

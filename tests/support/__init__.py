@@ -6,6 +6,7 @@ ports), ``tomlfile`` (config files through tomli-w), ``core`` (the agent's real
 core built with ``build_core``, as the daemon builds it), ``rig`` (that core
 feeding real coordinator syncs), ``coordinator`` (``[[coordinator]]`` tables
 and Jenkins' metadata for the agent process), ``openapi`` (real answers checked
-against the OpenAPI document). ``tests/agentproc.py`` runs the agent process;
+against the OpenAPI document), ``container`` (this machine's OS booted under a
+real systemd, for tests/system/). ``tests/agentproc.py`` runs the agent process;
 ``tests/fakes/`` are the stand-ins for the world (adb, phones, Jenkins, udev).
 """
