@@ -76,6 +76,7 @@ def test_list_and_show(pool_agent: AgentProcess, rid: str) -> None:
         "present": True,
         "gone": False,
         "health": None,
+        "fault": None,
         "holder": None,
         "metadata": {},
     }
