@@ -119,6 +119,8 @@ class AdbSection(_Section):
     server: str = "127.0.0.1:5037"
     allow_remote: bool = False
     battery_interval: Seconds = 300.0
+    # A phone that does not answer a read in this long is stuck (docs/recovery.md).
+    read_timeout: Seconds = 10.0
 
     @field_validator("server")
     @classmethod

@@ -58,7 +58,6 @@ PROPS: dict[str, tuple[str, ...]] = {
     "fingerprint": ("ro.build.fingerprint", "ro.vendor.build.fingerprint"),
 }
 MAX_VALUE = 200  # metadata values travel to Jenkins and into environment variables
-READ_TIMEOUT = 10.0
 STARTUP_TIMEOUT = 10.0
 BACKOFF_FIRST = 0.25
 BACKOFF_MAX = 5.0
@@ -125,7 +124,7 @@ class AdbSource(Service):
         self,
         inventory: Inventory,
         settings: AdbSection,
-        read_timeout: float = READ_TIMEOUT,
+        read_timeout: float | None = None,
         startup_timeout: float = STARTUP_TIMEOUT,
         tcp_recheck: float = TCP_RECHECK,
         *,
@@ -138,7 +137,7 @@ class AdbSource(Service):
         self._inventory = inventory
         self._allow_remote = settings.allow_remote
         self._battery_interval = settings.battery_interval
-        self._read_timeout = read_timeout
+        self._read_timeout = settings.read_timeout if read_timeout is None else read_timeout
         self._startup_timeout = startup_timeout
         self._tcp_recheck = tcp_recheck
         self._reads = asyncio.Semaphore(PARALLEL_READS)

@@ -31,7 +31,7 @@ pytestmark = [
     pytest.mark.timeout(90),
 ]
 
-RECOVERY = {"offline_after": 1, "settle": 2, "backoff": 0.1, "probe_timeout": 0.5}
+RECOVERY = {"offline_after": 1, "settle": 1.5, "backoff": 0.1, "probe_timeout": 0.5}
 
 
 @dataclass
@@ -284,12 +284,12 @@ def test_a_hold_survives_the_whole_ladder_its_session_asked_for(lab: Lab) -> Non
 def test_a_shell_that_stops_answering_starts_the_ladder_by_itself(lab: Lab) -> None:
     serial = lab.plug(3)
     agent = lab.start()
-    agent.configure({"adb": {"battery_interval": 0.5}})
+    agent.configure({"adb": {"battery_interval": 0.5, "read_timeout": 1}})
     agent.restart()
     lab.wait_state(serial, "free")
     fake = lab.phones[serial]
     fake.shell_mode, fake.heal_on_reconnect = "hang", True
-    # The adb source's next battery read times out (10 s), and says the phone is stuck.
+    # The adb source's next battery read times out, and says the phone is stuck.
     agent.wait_log("recovery reconnect: recovered", timeout=30)
     assert "its shell did not answer" in agent.log()
     lab.wait_state(serial, "free")
