@@ -142,7 +142,8 @@ class CoordinatorSection(_Section):
     ca_file: str | None = None
     verify: bool = True
     timeout: Seconds = 10.0
-    # Changes within this window go out as one metadata update.
+    # The least time between two rounds of requests: a change after a quiet spell
+    # goes out at once, what arrives within the window goes out together.
     batch_window: float = Field(default=0.05, ge=0, le=10)
     # Longest wait between retries (transient failures back off up to it;
     # bad credentials and a missing node are retried at this pace).

@@ -3,10 +3,12 @@
 The sync is state-based, not a replay of events: for every resource it keeps
 the latest snapshot the authority published (what should be) and what this
 coordinator is believed to have (what is), and sends only what it takes to
-turn one into the other. That coalesces by itself -- a reserve and a release
-within one batch window cost nothing, a hundred new devices cost one metadata
-update -- and makes retrying trivially safe: after a failure the difference is
-still there and is sent again, whatever the coordinator missed.
+turn one into the other. That coalesces by itself -- a change after a quiet
+spell goes out at once, and in a burst at most one round goes out per batch
+window, so a reserve and a release within it cost nothing and a hundred new
+devices cost one metadata update -- and makes retrying trivially safe: after a
+failure the difference is still there and is sent again, whatever the
+coordinator missed.
 
 At start (and after Jenkins says the node or a resource is missing) the sync
 reads the node's metadata, so the belief starts from Jenkins' real state; the
@@ -154,16 +156,20 @@ class CoordinatorSync(Service):
     # ----------------------------------------------------------------- loop
 
     async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
         window = self.section.batch_window
+        last = -window  # when the last round of requests began
         while True:
             if self._reconciled and not self._dirty:
                 self._state = SyncState.IN_SYNC
                 self._idle.set()
                 self._wake.clear()
                 await self._wake.wait()
-                # Let the rest of a burst arrive, so it goes out as one update.
-                await asyncio.sleep(window)
+            # After a quiet spell a change goes out at once; in a burst, at most one
+            # round per window, so what arrives meanwhile goes out together.
+            await asyncio.sleep(max(0.0, last + window - loop.time()))
             self._state = SyncState.SYNCING if self._reconciled else self._state
+            last = loop.time()
             try:
                 client = self._connect()
                 if not self._reconciled:
