@@ -52,11 +52,18 @@ lint: $(VENV)/.installed-test
 test: system-deps lint
 	umockdev-wrapper $(BIN)/python -m pytest $(PYTEST_ARGS)
 
-bench: system-deps $(VENV)/.installed-test
+# The peer benchmark's labgrid lives in its own venv: never a dependency of the agent.
+LABGRID_VENV = $(VENV)-labgrid
+$(LABGRID_VENV)/bin/labgrid-coordinator:
+	$(PYTHON) -m venv $(LABGRID_VENV)
+	$(LABGRID_VENV)/bin/pip install -q --upgrade pip
+	$(LABGRID_VENV)/bin/pip install -q 'labgrid==26.0.1'
+
+bench: system-deps $(VENV)/.installed-test $(LABGRID_VENV)/bin/labgrid-coordinator
 	umockdev-wrapper $(BIN)/python -m bench
 
 clean:
-	rm -rf $(VENV) build *.egg-info .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) $(LABGRID_VENV) build *.egg-info .mypy_cache .ruff_cache .pytest_cache
 
 # make install / make uninstall (as root): see install.mk and the README.
 include install.mk

@@ -11,7 +11,10 @@ from pathlib import Path
 def main(names: list[str]) -> None:
     """Import ``bench.<name>`` for each name (default: all) and call its ``main()``."""
     here = Path(__file__).parent
-    available = sorted(m.name for m in pkgutil.iter_modules([str(here)]) if m.name != "__main__")
+    # _name modules are helpers run in other processes (bench/_labgrid_client.py), not benches.
+    available = sorted(
+        m.name for m in pkgutil.iter_modules([str(here)]) if not m.name.startswith("_")
+    )
     for name in names or available:
         print(f"== bench.{name}", flush=True)
         importlib.import_module(f"bench.{name}").main()
