@@ -34,7 +34,7 @@ from agent.lifecycle import Service
 from agent.model import AdbState, Event, Kind, Phase, Resource, Rung, RungOutcome
 from agent.recovery.usb import port_of, uhubctl_cycle, write_switch
 from agent.sessions import phone
-from agent.sessions.phone import PhoneError, ServerClient
+from agent.sessions.phone import AdbLink, PhoneError
 
 log = logging.getLogger(__name__)
 
@@ -75,10 +75,10 @@ class Recovery(Service):
         self._settings = settings
         self._locate = locate
         self._clock = clock
-        self._client: ServerClient | None = None
+        self._client: AdbLink | None = None
         if adb_server is not None:
             host, port = parse_hostport(adb_server)
-            self._client = ServerClient(host, port, settings.probe_timeout)
+            self._client = AdbLink(host, port, settings.probe_timeout)
         self._devices: dict[str, _Device] = {}
         self._hubs: dict[str, asyncio.Lock] = {}
         self._unsubscribe: Callable[[], None] | None = None

@@ -45,7 +45,7 @@ from agent.model import (
     Resource,
 )
 from agent.sessions.journal import Journal, Live, Record, Status
-from agent.sessions.phone import ServerClient
+from agent.sessions.phone import AdbLink
 from agent.sessions.rules import SessionRule, Step, UninstallNewPackages, rule_for
 from agent.sessions.steps import StepContext, StepFailed, list_packages, run_step
 
@@ -96,11 +96,11 @@ class Sessions(Service):
         self.journal = journal
         self._rules = list(rules)
         self._own = Holder(identity, "resource-agent: cleaning after a restart")
-        self._client: ServerClient | None = None
+        self._client: AdbLink | None = None
         self._adb_env: dict[str, str] = {}
         if adb_server is not None:
             host, port = parse_hostport(adb_server)
-            self._client = ServerClient(host, port, timeout)
+            self._client = AdbLink(host, port, timeout)
             self._adb_env = {"ANDROID_ADB_SERVER_PORT": str(port)}
         self._provisioning: dict[str, _Provisioning] = {}
         self._tasks: set[asyncio.Task[None]] = set()

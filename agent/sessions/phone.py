@@ -14,11 +14,11 @@ against a deadline.
 
 from __future__ import annotations
 
+import functools
 import socket
 import time
 from dataclasses import dataclass
-
-from adbutils import AdbClient, AdbConnection, AdbDevice, AdbError, AdbTimeout
+from typing import Any
 
 
 class PhoneError(Exception):
@@ -37,40 +37,70 @@ class ShellResult:
     output: str
 
 
-class _Connection(AdbConnection):
-    """A connection that fails when the server is not there, instead of starting one."""
+@functools.cache
+def _adbutils() -> Any:
+    """adbutils, imported on first use: it (with requests and Pillow) costs 170 ms of start-up."""
+    import adbutils
 
-    def _safe_connect(self) -> socket.socket:
-        return self._create_socket()  # type: ignore[no-any-return]
+    return adbutils
 
 
-class ServerClient(AdbClient):
-    """adbutils' client for one adb server that never spawns ``adb start-server``."""
+@functools.cache
+def _client_class() -> type[Any]:
+    """adbutils' client, made to never spawn ``adb start-server`` (built on first use)."""
+    adb = _adbutils()
+
+    class _Connection(adb.AdbConnection):  # type: ignore[misc,name-defined,unused-ignore]
+        """A connection that fails when the server is not there, instead of starting one."""
+
+        def _safe_connect(self) -> socket.socket:
+            return self._create_socket()  # type: ignore[no-any-return]
+
+    class ServerClient(adb.AdbClient):  # type: ignore[misc,name-defined,unused-ignore]
+        """adbutils' client for one adb server."""
+
+        def __init__(self, host: str, port: int, timeout: float) -> None:
+            super().__init__(host, port, socket_timeout=timeout)
+            self.address = (host, port)
+            self._timeout = timeout
+            self._version: int | None = None
+
+        def server_version(self) -> int:
+            """The server's protocol version, asked once (adbutils asks before every call)."""
+            if self._version is None:
+                self._version = int(super().server_version())
+            return self._version
+
+        def make_connection(self, timeout: float | None = None) -> Any:
+            """A connection to the server with ``timeout`` on every read."""
+            try:
+                conn = _Connection(*self.address)
+            except adb.AdbError as exc:
+                host, port = self.address
+                raise ServerDown(
+                    f"the adb server at {host}:{port} does not answer ({exc}); "
+                    "the agent never starts one: start resource-agent-adb"
+                ) from exc
+            conn.conn.settimeout(timeout or self._timeout)
+            return conn
+
+    return ServerClient
+
+
+class AdbLink:
+    """One adb server, at ``host:port``; every read bounded by ``timeout``."""
 
     def __init__(self, host: str, port: int, timeout: float) -> None:
-        super().__init__(host, port, socket_timeout=timeout)
         self.address = (host, port)
-        self._timeout = timeout
-        self._version: int | None = None
+        self.timeout = timeout
+        self._client: Any = None
 
-    def server_version(self) -> int:
-        """The server's protocol version, asked once (adbutils asks before every device call)."""
-        if self._version is None:
-            self._version = int(super().server_version())
-        return self._version
-
-    def make_connection(self, timeout: float | None = None) -> AdbConnection:
-        """A connection to the server with ``timeout`` on every read."""
-        try:
-            conn = _Connection(*self.address)
-        except AdbError as exc:
-            host, port = self.address
-            raise ServerDown(
-                f"the adb server at {host}:{port} does not answer ({exc}); "
-                "the agent never starts one: start resource-agent-adb"
-            ) from exc
-        conn.conn.settimeout(timeout or self._timeout)
-        return conn
+    @property
+    def client(self) -> Any:
+        """adbutils' client of this server (made on first use)."""
+        if self._client is None:
+            self._client = _client_class()(*self.address, self.timeout)
+        return self._client
 
 
 def _remaining(deadline: float, what: str) -> float:
@@ -80,12 +110,13 @@ def _remaining(deadline: float, what: str) -> float:
     return left
 
 
-def shell(client: ServerClient, serial: str, command: str, timeout: float) -> ShellResult:
+def shell(link: AdbLink, serial: str, command: str, timeout: float) -> ShellResult:
     """Run ``command`` on the phone (shell protocol v2, with its exit status)."""
+    adb = _adbutils()
     deadline = time.monotonic() + timeout
     what = f"{serial}: {command!r}"
     try:
-        conn = AdbDevice(client, serial).open_transport(timeout=timeout)
+        conn = adb.AdbDevice(link.client, serial).open_transport(timeout=timeout)
         try:
             conn.send_command(f"shell,v2:{command}")
             conn.check_okay()
@@ -101,69 +132,72 @@ def shell(client: ServerClient, serial: str, command: str, timeout: float) -> Sh
                     return ShellResult(data[0] if data else 255, output.decode(errors="replace"))
         finally:
             conn.close()
-    except (AdbTimeout, TimeoutError) as exc:
+    except (adb.AdbTimeout, TimeoutError) as exc:
         raise PhoneError(f"{what}: no answer in {timeout:g} s") from exc
-    except (AdbError, OSError) as exc:
+    except (adb.AdbError, OSError) as exc:
         raise PhoneError(f"{what}: {exc}") from exc
 
 
-def reboot(client: ServerClient, serial: str, timeout: float) -> None:
+def reboot(link: AdbLink, serial: str, timeout: float) -> None:
     """Ask the phone to reboot (adb's ``reboot:`` service); returns once it has been told."""
+    adb = _adbutils()
     try:
-        conn = AdbDevice(client, serial).open_transport(timeout=timeout)
+        conn = adb.AdbDevice(link.client, serial).open_transport(timeout=timeout)
         try:
             conn.send_command("reboot:")
             conn.check_okay()
             conn.read_until_close()
         finally:
             conn.close()
-    except (AdbTimeout, TimeoutError):
+    except (adb.AdbTimeout, TimeoutError):
         return  # a phone going down may never close the stream: it was told
-    except (AdbError, OSError) as exc:
+    except (adb.AdbError, OSError) as exc:
         raise PhoneError(f"{serial}: reboot: {exc}") from exc
 
 
-def wait_state(client: ServerClient, serial: str, state: str, timeout: float) -> None:
+def wait_state(link: AdbLink, serial: str, state: str, timeout: float) -> None:
     """Wait until adb lists the phone in ``state`` (``device``) or not at all (``disconnect``)."""
+    adb = _adbutils()
     try:
-        client.wait_for(serial, state=state, timeout=timeout)
-    except (AdbTimeout, TimeoutError) as exc:
+        link.client.wait_for(serial, state=state, timeout=timeout)
+    except (adb.AdbTimeout, TimeoutError) as exc:
         raise PhoneError(f"{serial}: not {state} within {timeout:g} s") from exc
-    except (AdbError, OSError) as exc:
+    except (adb.AdbError, OSError) as exc:
         raise PhoneError(f"{serial}: waiting for {state}: {exc}") from exc
 
 
-def _host_request(client: ServerClient, request: str, timeout: float) -> str:
+def _host_request(link: AdbLink, request: str, timeout: float) -> str:
     """One host-protocol request to the server; its answer text (some have none)."""
+    adb = _adbutils()
     try:
-        conn = client.make_connection(timeout)
+        conn = link.client.make_connection(timeout)
         try:
             conn.send_command(request)
             conn.check_okay()
             try:
                 return str(conn.read_string_block())
-            except (AdbError, TimeoutError, OSError):
+            except (adb.AdbError, TimeoutError, OSError):
                 return ""  # OKAY alone is the whole answer to some requests
         finally:
             conn.close()
     except PhoneError:
         raise
-    except (AdbTimeout, TimeoutError) as exc:
+    except (adb.AdbTimeout, TimeoutError) as exc:
         raise PhoneError(f"{request}: no answer in {timeout:g} s") from exc
-    except (AdbError, OSError) as exc:
+    except (adb.AdbError, OSError) as exc:
         raise PhoneError(f"{request}: {exc}") from exc
 
 
-def reconnect(client: ServerClient, serial: str, timeout: float) -> str:
+def reconnect(link: AdbLink, serial: str, timeout: float) -> str:
     """Ask the server to drop its connection to the phone and make it again."""
-    return _host_request(client, f"host-serial:{serial}:reconnect", timeout)
+    return _host_request(link, f"host-serial:{serial}:reconnect", timeout)
 
 
-def connect(client: ServerClient, address: str, timeout: float) -> str:
+def connect(link: AdbLink, address: str, timeout: float) -> str:
     """``adb connect ADDRESS``: a phone over TCP (the server may have dropped it)."""
-    return _host_request(client, f"host:connect:{address}", timeout)
+    return _host_request(link, f"host:connect:{address}", timeout)
 
 
-def state(client: ServerClient, serial: str, timeout: float) -> str:
+def state(link: AdbLink, serial: str, timeout: float) -> str:
     """The phone's state as the server lists it now (``device``, ``offline``...)."""
-    return _host_request(client, f"host-serial:{serial}:get-state", timeout).strip()
+    return _host_request(link, f"host-serial:{serial}:get-state", timeout).strip()

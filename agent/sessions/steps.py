@@ -21,7 +21,7 @@ from agent.android import parse_battery, parse_packages
 from agent.model import Kind, Resource, locked_environment
 from agent.sessions import phone
 from agent.sessions.command import CommandFailed, run_command
-from agent.sessions.phone import PhoneError, ServerClient, ServerDown
+from agent.sessions.phone import AdbLink, PhoneError, ServerDown
 from agent.sessions.rules import (
     Battery,
     BootCompleted,
@@ -59,7 +59,7 @@ class StepContext:
     resource: Resource
     phase: str  # "provision" or "teardown", as SESSION_PHASE says
     log: Callable[[str], None]
-    client: ServerClient | None = None  # the adb server, for phones
+    client: AdbLink | None = None  # the adb server, for phones
     packages: set[str] | None = None  # third-party packages when the session started
     extra_env: dict[str, str] = field(default_factory=dict)
 
