@@ -5,6 +5,9 @@ store, and only then answers; committed events go to the event bus in commit
 order. Facts from sources (a device came or went) take the same path but
 nobody waits for them. One timer, always set to the registry's next deadline,
 expires reservations and leases and ends grace periods on time.
+
+A command's events carry the caller the API set (agent/actions.py); the
+agent's own releases (``ended`` given) and what sources and time do carry none.
 """
 
 from __future__ import annotations
@@ -13,8 +16,18 @@ import asyncio
 import logging
 from collections.abc import Callable, Sequence
 
+from agent.actions import CALLER, stamped
 from agent.events import EventBus
-from agent.model import Description, EndReason, Event, HistoryEntry, Hold, Holder, Resource
+from agent.model import (
+    ActionEntry,
+    Description,
+    EndReason,
+    Event,
+    HistoryEntry,
+    Hold,
+    Holder,
+    Resource,
+)
 from agent.registry import Registry
 from agent.store import Store
 
@@ -46,7 +59,7 @@ class Authority:
     async def reserve(self, resource_id: str, timeout: float, holder: Holder) -> Hold:
         """Reserve; answers once the reservation is on disk."""
         hold, events = self.registry.reserve(resource_id, timeout, holder)
-        await self._commit(events)
+        await self._commit(self._asked(events))
         return hold
 
     async def lock(
@@ -62,7 +75,7 @@ class Authority:
         hold, events = self.registry.lock(
             resource_id, key, holder, lease, reserved_first=reserved_first
         )
-        await self._commit(events)
+        await self._commit(self._asked(events))
         return hold
 
     async def release(
@@ -74,23 +87,23 @@ class Authority:
     ) -> Hold:
         """Release; durable on return. Answers the hold that ended."""
         hold, events = self.registry.release(resource_id, key, force, ended)
-        await self._commit(events)
+        await self._commit(events if ended is not None else self._asked(events))
         return hold
 
     async def renew(self, resource_id: str, key: str, seconds: float | None = None) -> Hold:
         """Push a hold's deadline; durable on return."""
         hold, events = self.registry.renew(resource_id, key, seconds)
-        await self._commit(events)
+        await self._commit(self._asked(events))
         return hold
 
     async def enable(self, resource_id: str) -> Resource:
         """Enable; durable on return."""
-        await self._commit(self.registry.enable(resource_id))
+        await self._commit(self._asked(self.registry.enable(resource_id)))
         return self.registry.get(resource_id)
 
     async def disable(self, resource_id: str, reason: str = "") -> Resource:
         """Disable; durable on return."""
-        await self._commit(self.registry.disable(resource_id, reason))
+        await self._commit(self._asked(self.registry.disable(resource_id, reason)))
         return self.registry.get(resource_id)
 
     async def provisioned(
@@ -107,6 +120,11 @@ class Authority:
         """Past and present holds of a known resource, newest first."""
         self.registry.get(resource_id)  # refuses an unknown id
         return await self._store.history(resource_id, limit)
+
+    async def actions(self, resource_id: str, limit: int) -> list[ActionEntry]:
+        """The latest changes to a known resource, newest first."""
+        self.registry.get(resource_id)  # refuses an unknown id
+        return await self._store.actions(resource_id, limit)
 
     # ------------------------------------------------------ facts from sources
 
@@ -135,6 +153,11 @@ class Authority:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
+
+    @staticmethod
+    def _asked(events: Sequence[Event]) -> list[Event]:
+        """A command's events, stamped with the caller the API set for this request."""
+        return stamped(events, CALLER.get())
 
     async def _commit(self, events: Sequence[Event]) -> None:
         if events:
