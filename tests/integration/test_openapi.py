@@ -15,7 +15,10 @@ from typing import Any
 import pytest
 from openapi_spec_validator import validate
 
+from agent.api.access import Access
+from agent.api.allow import Allowlist
 from agent.api.app import make_app
+from agent.api.tokens import Tokens
 from agent.api.openapi import DOCUMENT
 from agent.model import Code
 from tests.agentproc import AgentProcess
@@ -31,7 +34,8 @@ def test_document_is_valid_openapi() -> None:
 async def app_routes(tmp_path: Path) -> set[tuple[str, str]]:
     """(METHOD, path) of every route the real app registers (HEAD comes with GET)."""
     async with core_harness(tmp_path) as core:
-        app = make_app(core.authority, "resource-agent://test")
+        access = Access(Tokens(), Allowlist([]))
+        app = make_app(core.authority, "resource-agent://test", access=access)
         return {
             (route.method, route.resource.canonical)
             for route in app.router.routes()
