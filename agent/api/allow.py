@@ -116,7 +116,7 @@ class Allowlist(Service):
         except OSError as exc:
             if name not in self._failing:
                 self._failing.add(name)
-                kept = ", ".join(str(a) for a in self._resolved[name]) or "none"
+                kept = ", ".join(sorted(map(str, self._resolved[name]))) or "none"
                 log.warning("jsonrpc_allow: cannot resolve %s (%s); keeping its addresses: %s",
                             name, exc.strerror or exc, kept)  # fmt: skip
             return

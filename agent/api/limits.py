@@ -213,6 +213,9 @@ async def serving(
         # Runs from a connection's start (or its last answer) until a request is read:
         # the header deadline and the idle keep-alive limit in one.
         keepalive_timeout=limits.header_timeout,
+        # After an answer that leaves a body unread (408, 413), what is left of it is read
+        # and dropped this long before the connection closes, not aiohttp's 10 s.
+        lingering_time=limits.header_timeout,
     )
     await runner.setup()
     gate = Gate(limits)
