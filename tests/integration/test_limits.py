@@ -4,19 +4,16 @@ The abusers are real sockets bound to other loopback addresses (127.0.0.2 and
 up), so the agent counts them apart from Jenkins' calls, which come from
 127.0.0.1 through the jsonrpc4j stand-in, one fresh connection per call as
 Jenkins makes them. Bounds on time are generous (a loaded 2-core machine);
-the figures are measured in bench/slow_clients.py.
+the figures are measured by bench/slow_clients.py (docs/security.md).
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
-import selectors
 import socket
 import ssl
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -26,15 +23,13 @@ import pytest
 
 from agent.model import Code
 from tests.agentproc import AgentProcess, running_agent
-from tests.fakes.jsonrpc4j import JsonRpc4jClient
 from tests.support.net import free_port
+from tests.support.slowloris import PARTIAL, SlowClients, percentile, reserve_latencies
 
 HEADER_TIMEOUT = 1.5
 PER_ADDRESS = 16
 MAX_CONNECTIONS = 40
 TLS = Path(__file__).parents[1] / "fakes" / "tls"
-PARTIAL = b"POST / HTTP/1.1\r\nHost: agent\r\n"
-RETRY = 0.1
 
 
 @pytest.fixture(scope="module")
@@ -75,77 +70,14 @@ def closed_within(sock: socket.socket, timeout: float) -> bytes | None:
 # ------------------------------------------------------------ slow-loris
 
 
-class SlowClients(threading.Thread):
-    """``count`` connections from ``source`` that send their header a byte at a time, forever.
-
-    A connection the agent closes is opened again ``RETRY`` seconds later: forty
-    slow connections kept up, not a flood of new ones.
-    """
-
-    def __init__(self, agent: AgentProcess, source: str, count: int) -> None:
-        super().__init__(daemon=True)
-        self.agent, self.source, self.count = agent, source, count
-        self.stop = threading.Event()
-        self.refused = 0  # answered 503 or closed at once
-        self.cut = 0  # closed by the agent after trickling for a while
-        self.longest = 0.0
-        self._waiting: list[float] = []  # when to open a closed connection again
-
-    def _open(self, sel: selectors.BaseSelector) -> None:
-        sock = connect(self.agent, self.source)
-        sock.setblocking(False)
-        sock.send(PARTIAL)
-        sel.register(sock, selectors.EVENT_READ, time.monotonic())
-
-    def run(self) -> None:
-        sel = selectors.DefaultSelector()
-        for _ in range(self.count):
-            self._open(sel)
-        last_trickle = time.monotonic()
-        while not self.stop.is_set():
-            for key, _ in sel.select(0.05):
-                sock: socket.socket = key.fileobj  # type: ignore[assignment]
-                with contextlib.suppress(OSError):
-                    data = sock.recv(4096)
-                    if data and not data.startswith(b"HTTP/1.1 503"):
-                        continue
-                lived = time.monotonic() - key.data
-                self.longest = max(self.longest, lived)
-                if lived < HEADER_TIMEOUT / 2:
-                    self.refused += 1
-                else:
-                    self.cut += 1
-                sel.unregister(sock)
-                sock.close()
-                self._waiting.append(time.monotonic() + RETRY)
-            while self._waiting and self._waiting[0] <= time.monotonic():
-                self._waiting.pop(0)
-                self._open(sel)
-            if time.monotonic() - last_trickle > 0.2:
-                last_trickle = time.monotonic()
-                for key in list(sel.get_map().values()):
-                    with contextlib.suppress(OSError):
-                        key.fileobj.send(b"X")  # type: ignore[union-attr]
-        for key in list(sel.get_map().values()):
-            key.fileobj.close()  # type: ignore[union-attr]
-
-
 def reserve_p99(agent: AgentProcess, calls: int = 100) -> float:
-    """Jenkins' Reserve latency, 99th percentile, in seconds (each released after)."""
-    jenkins = JsonRpc4jClient(agent.url)
-    took = []
-    for _ in range(calls):
-        began = time.perf_counter()
-        result = jenkins.reserve("j-1", 60, "job/phone-tests/")
-        took.append(time.perf_counter() - began)
-        assert result.ok, result
-        jenkins.release("j-1", result.key, "job/phone-tests/")
-    return sorted(took)[int(calls * 0.99) - 1]
+    """Jenkins' Reserve latency, 99th percentile, in seconds."""
+    return percentile(reserve_latencies(agent.url, "j-1", calls), 0.99)
 
 
 def test_slow_clients_do_not_delay_jenkins(agent: AgentProcess) -> None:
     quiet = reserve_p99(agent)
-    slow = SlowClients(agent, "127.0.0.2", 40)
+    slow = SlowClients(agent.port, "127.0.0.2", 40, quick=HEADER_TIMEOUT / 2)
     slow.start()
     try:
         time.sleep(0.2)
