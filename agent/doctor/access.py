@@ -9,9 +9,10 @@ second agent would find it.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from pathlib import Path
 
-from agent.api.allow import HOW_TO_ALLOW, Allowlist, expand
+from agent.api.allow import HOW_TO_ALLOW, RESOLVE_TIMEOUT, Allowlist, expand
 from agent.api.limits import listeners_for
 from agent.api.tokens import HOW_TO_MAKE, load_tokens
 from agent.config import Settings, resolve_state_dir
@@ -35,7 +36,8 @@ def check_jsonrpc_allow(settings: Settings) -> Check:
     name = "JSON-RPC sources"
     entries = expand(settings.server.jsonrpc_allow, (c.url for c in settings.coordinator))
     allowlist = Allowlist(entries)
-    asyncio.run(allowlist.resolve())
+    with contextlib.suppress(TimeoutError):  # a dead DNS: what did not resolve in time did not
+        asyncio.run(asyncio.wait_for(allowlist.resolve(), RESOLVE_TIMEOUT))
     unresolved = allowlist.unresolved()
     if unresolved:
         return failed(
