@@ -44,18 +44,17 @@ def status(agent: AgentProcess) -> subprocess.CompletedProcess[str]:
     )
 
 
+def with_jenkins(agent_factory: Any, jenkins: JenkinsServer, token: Path, secret: str) -> Any:
+    """An agent keeping ``jenkins`` informed as user ``agent`` with ``secret`` for a token."""
+    token.write_text(secret)
+    table = coordinator(jenkins, user="agent", token_file=str(token))
+    return agent_factory(resources=["r1"], config={"agent": {"node": NODE}, "coordinator": [table]})
+
+
 def test_a_failing_coordinator_degrades_health_and_fails_status(
     agent_factory: Any, jenkins: JenkinsServer, tmp_path: Path
 ) -> None:
-    token = tmp_path / "jenkins.token"
-    token.write_text("right-token")
-    agent: AgentProcess = agent_factory(
-        resources=["r1"],
-        config={
-            "agent": {"node": NODE},
-            "coordinator": [coordinator(jenkins, user="agent", token_file=str(token))],
-        },
-    )
+    agent = with_jenkins(agent_factory, jenkins, tmp_path / "jenkins.token", "right-token")
     wait_for(lambda: health(agent)["status"] == "ok", what="in sync first")
     ok = status(agent)
     assert ok.returncode == 0 and "in sync" in ok.stdout and "problem" not in ok.stdout, ok
@@ -82,15 +81,7 @@ def test_a_failing_coordinator_degrades_health_and_fails_status(
 def test_bad_credentials_are_failing_not_retrying(
     agent_factory: Any, jenkins: JenkinsServer, tmp_path: Path
 ) -> None:
-    token = tmp_path / "jenkins.token"
-    token.write_text("wrong-token")
-    agent: AgentProcess = agent_factory(
-        resources=["r1"],
-        config={
-            "agent": {"node": NODE},
-            "coordinator": [coordinator(jenkins, user="agent", token_file=str(token))],
-        },
-    )
+    agent = with_jenkins(agent_factory, jenkins, tmp_path / "jenkins.token", "wrong-token")
     answer = wait_for(lambda: (h := health(agent))["status"] == "degraded" and h, what="degraded")
     assert answer["problems"][0].startswith(f"coordinator {jenkins.url} is failing: ")
     assert "HTTP 401" in answer["problems"][0]
