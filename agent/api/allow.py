@@ -19,7 +19,7 @@ from collections.abc import Iterable, Sequence
 from urllib.parse import urlsplit
 
 from agent.addresses import COORDINATORS, Address, Network, ip_of, parse_allow
-from agent.config import ServerSection
+from agent.config import DEFAULT_JSONRPC_ALLOW
 from agent.lifecycle import Service
 
 log = logging.getLogger(__name__)
@@ -28,7 +28,7 @@ RESOLVE_EVERY = 60.0
 RESOLVE_TIMEOUT = 5.0  # per round; at start too, so a dead DNS cannot hold the start up
 HOW_TO_ALLOW = (
     "to let another Jenkins call, add its host name or address to [server] jsonrpc_allow "
-    f"(the default is {list(ServerSection().jsonrpc_allow)})"
+    f"(the default is {list(DEFAULT_JSONRPC_ALLOW)})"
 )
 
 

@@ -166,8 +166,9 @@ def test_reads_need_a_token_without_open_reads(guarded: AgentProcess) -> None:
         bare = call(guarded, "/api/resources", method="GET", place=place)
         assert (bare.status, bare.json()["error"]["code"]) == (401, Code.UNAUTHORIZED)
         assert call(guarded, "/api/resources", method="GET", token=TOKENS["ci"]).status == 200
-    # Liveness and the API's description stay open.
+    # Liveness and the API's description stay open, whatever credentials a monitor sends.
     assert call(guarded, "/api/health", method="GET", place="other").status == 200
+    assert call(guarded, "/api/health", method="GET", token=WRONG).status == 200
     assert call(guarded, "/api/openapi.json", method="GET", place="other").status == 200
 
 
@@ -189,6 +190,8 @@ def test_without_tokens_changes_come_from_loopback_only(open_agent: AgentProcess
     assert "from this machine only" in refused.json()["error"]["message"]
     assert "token_files" in refused.json()["error"]["message"]
     assert call(open_agent, "/api/resources", method="GET", place="other").status == 200
+    # A token this agent does not know is refused even where none is needed: worth telling.
+    assert call(open_agent, "/api/resources", method="GET", token=WRONG).status == 401
     # A person at the machine may do everything, forced releases included.
     assert call(open_agent, "/api/resources/o-1/reserve").status == 200
     assert call(open_agent, "/api/resources/o-1/release", {"force": True}).status == 200

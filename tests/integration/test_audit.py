@@ -146,6 +146,9 @@ def test_every_action_is_one_line_and_the_same_in_history_and_cli(agent: AgentPr
         ("a-4", "lease end", "bob", "agent", None, None),
         ("flaky", "quarantine", "carol", "agent", None, None),
     ]
+    for rid, action, *_ in cases:  # every change has happened (expiries take their time)
+        line_of(agent, rid, action)
+    printed = {rid: cli_history(agent, rid) for rid in dict.fromkeys(c[0] for c in cases)}
     for rid, action, holder_url, address, token, detail in cases:
         fields = line_of(agent, rid, action)
         expect_line(fields, holder_url, address, token)
@@ -163,7 +166,7 @@ def test_every_action_is_one_line_and_the_same_in_history_and_cli(agent: AgentPr
             assert caller == {"address": address, "token": None if token == "-" else token}
         assert entry["detail"] == fields.get("detail", ""), (entry, fields)
         # ...and so does the command line.
-        row = next(ln for ln in cli_history(agent, rid).splitlines() if f"  {action}  " in ln)
+        row = next(ln for ln in printed[rid].splitlines() if f"  {action}  " in ln)
         assert entry["at"] in row and (address in row if address != "agent" else "agent" in row)
     assert "provisioning flaky failed" in line_of(agent, "flaky", "quarantine")["detail"]
     # The agent's own release after the failed provisioning is told apart from a holder's.
