@@ -13,6 +13,7 @@ agent's own releases (``ended`` given) and what sources and time do carry none.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 from collections.abc import Callable, Sequence
 
@@ -175,8 +176,11 @@ class Authority:
     def _write(self, events: Sequence[Event]) -> asyncio.Future[None]:
         future = self._store.write(events)
         # Published from the commit callback, so sinks see commit order and
-        # never hear of a change that is not on disk.
-        future.add_done_callback(lambda f: self._committed(f, events))
+        # never hear of a change that is not on disk; in a context of its own, so
+        # no request's caller reaches what a sink does in turn (the event says who).
+        future.add_done_callback(
+            lambda f: self._committed(f, events), context=contextvars.Context()
+        )
         self._last_write = future
         self._arm()
         return future

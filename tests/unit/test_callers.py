@@ -77,3 +77,17 @@ async def test_a_caller_stays_with_its_own_task(tmp_path: Path) -> None:
         await asyncio.gather(as_caller("a", ALICE), as_caller("b", None))
         assert [a.caller for a in await core.authority.actions("a", 1)] == [ALICE]
         assert [a.caller for a in await core.authority.actions("b", 1)] == [None]
+
+
+async def test_sinks_hear_events_outside_the_requests_context(tmp_path: Path) -> None:
+    async with core_harness(tmp_path) as core:
+        core.authority.describe(Description("r", "R", Kind.STATIC))
+        seen: list[tuple[EventType, Caller | None, Caller | None]] = []
+        core.bus.subscribe(lambda e: seen.append((e.type, e.caller, CALLER.get())))
+        token = CALLER.set(ALICE)
+        try:
+            await core.authority.reserve("r", 60, QUEUED)
+        finally:
+            CALLER.reset(token)
+        # The event names its caller; what a sink then does is nobody's request.
+        assert (EventType.RESERVED, ALICE, None) in seen
