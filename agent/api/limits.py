@@ -7,7 +7,9 @@ Jenkins' queue maintenance -- whatever else connects to it:
   connection (or of the previous answer on a kept-alive one), and an idle
   kept-alive connection closes after the same time: aiohttp's keep-alive
   timer does both, as it runs from the start of a connection until a whole
-  request has been read. The body must arrive within ``body_timeout``
+  request has been read. Answers say ``Keep-Alive: timeout=`` a second less,
+  so a client that listens (Java's, Jenkins') never reuses a connection the
+  agent is closing. The body must arrive within ``body_timeout``
   (agent/api/access.py reads it) and be at most 64 KiB.
 - At most ``max_connections`` connections in all, and
   ``max_connections_per_address`` from one address, are served; one more is
@@ -26,11 +28,13 @@ import asyncio
 import contextlib
 import json
 import logging
+import math
 import ssl
 from collections import Counter
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from aiohttp import web
 
@@ -199,11 +203,25 @@ def tls_context(cert: str, key: str) -> ssl.SSLContext:
     return context
 
 
+def _keep_alive_header(seconds: float) -> Callable[[web.Request, web.StreamResponse], Any]:
+    # Java's HttpURLConnection (Jenkins' client) keeps an idle connection 5 s unless told
+    # otherwise, as long as this side does: told a second less, it never sends a request
+    # on a connection the agent is closing.
+    value = f"timeout={max(1, math.ceil(seconds) - 1)}"
+
+    async def advertise(request: web.Request, response: web.StreamResponse) -> None:
+        if response.keep_alive:
+            response.headers["Keep-Alive"] = value
+
+    return advertise
+
+
 @contextlib.asynccontextmanager
 async def serving(
     app: web.Application, listeners: Sequence[Listener], limits: Limits
 ) -> AsyncIterator[Gate]:
     """Serve ``app`` on every listener until the block ends (OSError: cannot listen)."""
+    app.on_response_prepare.append(_keep_alive_header(limits.header_timeout))
     runner = web.AppRunner(
         app,
         handle_signals=False,
