@@ -5,16 +5,31 @@ store, and only then answers; committed events go to the event bus in commit
 order. Facts from sources (a device came or went) take the same path but
 nobody waits for them. One timer, always set to the registry's next deadline,
 expires reservations and leases and ends grace periods on time.
+
+A command's events carry the caller the API set (agent/actions.py); the
+agent's own releases (``ended`` given) and what sources and time do carry none.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 from collections.abc import Callable, Sequence
 
+from agent.actions import CALLER, stamped
 from agent.events import EventBus
-from agent.model import Description, EndReason, Event, HistoryEntry, Hold, Holder, Resource
+from agent.model import (
+    ActionEntry,
+    Description,
+    EndReason,
+    Event,
+    HistoryEntry,
+    Hold,
+    Holder,
+    Resource,
+    RungResult,
+)
 from agent.registry import Registry
 from agent.store import Store
 
@@ -46,7 +61,7 @@ class Authority:
     async def reserve(self, resource_id: str, timeout: float, holder: Holder) -> Hold:
         """Reserve; answers once the reservation is on disk."""
         hold, events = self.registry.reserve(resource_id, timeout, holder)
-        await self._commit(events)
+        await self._commit(self._asked(events))
         return hold
 
     async def lock(
@@ -62,7 +77,7 @@ class Authority:
         hold, events = self.registry.lock(
             resource_id, key, holder, lease, reserved_first=reserved_first
         )
-        await self._commit(events)
+        await self._commit(self._asked(events))
         return hold
 
     async def release(
@@ -74,23 +89,23 @@ class Authority:
     ) -> Hold:
         """Release; durable on return. Answers the hold that ended."""
         hold, events = self.registry.release(resource_id, key, force, ended)
-        await self._commit(events)
+        await self._commit(events if ended is not None else self._asked(events))
         return hold
 
     async def renew(self, resource_id: str, key: str, seconds: float | None = None) -> Hold:
         """Push a hold's deadline; durable on return."""
         hold, events = self.registry.renew(resource_id, key, seconds)
-        await self._commit(events)
+        await self._commit(self._asked(events))
         return hold
 
     async def enable(self, resource_id: str) -> Resource:
         """Enable; durable on return."""
-        await self._commit(self.registry.enable(resource_id))
+        await self._commit(self._asked(self.registry.enable(resource_id)))
         return self.registry.get(resource_id)
 
     async def disable(self, resource_id: str, reason: str = "") -> Resource:
         """Disable; durable on return."""
-        await self._commit(self.registry.disable(resource_id, reason))
+        await self._commit(self._asked(self.registry.disable(resource_id, reason)))
         return self.registry.get(resource_id)
 
     async def provisioned(
@@ -98,6 +113,10 @@ class Authority:
     ) -> None:
         """A session's provisioning ended (see Registry.provisioned); durable on return."""
         await self._commit(self.registry.provisioned(resource_id, key, failure, quarantine_after))
+
+    async def recovery(self, resource_id: str, result: RungResult) -> None:
+        """Record a rung of the recovery ladder (history, audit, metrics); durable on return."""
+        await self._commit(self.registry.recovery(resource_id, result))
 
     async def quarantine(self, resource_id: str, reason: str) -> None:
         """Quarantine the resource (see Registry.quarantine); durable on return."""
@@ -111,6 +130,11 @@ class Authority:
         """Past and present holds of a known resource, newest first."""
         self.registry.get(resource_id)  # refuses an unknown id
         return await self._store.history(resource_id, limit)
+
+    async def actions(self, resource_id: str, limit: int) -> list[ActionEntry]:
+        """The latest changes to a known resource, newest first."""
+        self.registry.get(resource_id)  # refuses an unknown id
+        return await self._store.actions(resource_id, limit)
 
     # ------------------------------------------------------ facts from sources
 
@@ -140,6 +164,11 @@ class Authority:
             self._timer.cancel()
             self._timer = None
 
+    @staticmethod
+    def _asked(events: Sequence[Event]) -> list[Event]:
+        """A command's events, stamped with the caller the API set for this request."""
+        return stamped(events, CALLER.get())
+
     async def _commit(self, events: Sequence[Event]) -> None:
         if events:
             await self._write(events)
@@ -156,8 +185,11 @@ class Authority:
     def _write(self, events: Sequence[Event]) -> asyncio.Future[None]:
         future = self._store.write(events)
         # Published from the commit callback, so sinks see commit order and
-        # never hear of a change that is not on disk.
-        future.add_done_callback(lambda f: self._committed(f, events))
+        # never hear of a change that is not on disk; in a context of its own, so
+        # no request's caller reaches what a sink does in turn (the event says who).
+        future.add_done_callback(
+            lambda f: self._committed(f, events), context=contextvars.Context()
+        )
         self._last_write = future
         self._arm()
         return future

@@ -25,11 +25,12 @@ class ApiRefusal(Exception):
 
 
 class Client:
-    """Calls ``/api/`` on one agent."""
+    """Calls ``/api/`` on one agent, with a bearer token when given one."""
 
-    def __init__(self, url: str, timeout: float = 10.0) -> None:
+    def __init__(self, url: str, timeout: float = 10.0, token: str | None = None) -> None:
         self.url = url.rstrip("/")
         self.timeout = timeout
+        self._auth = {"Authorization": f"Bearer {token}"} if token else {}
 
     def get(self, path: str) -> Any:
         """GET ``/api/<path>``."""
@@ -41,7 +42,7 @@ class Client:
 
     def stream(self, path: str) -> Iterator[str]:
         """GET ``/api/<path>`` and yield its text body line by line as it arrives."""
-        req = urllib.request.Request(f"{self.url}/api/{path}")
+        req = urllib.request.Request(f"{self.url}/api/{path}", headers=self._auth)
         try:
             # No read timeout: a followed log may be quiet for minutes (a phone booting).
             with urllib.request.urlopen(req, timeout=None) as resp:
@@ -64,7 +65,9 @@ class Client:
             f"{self.url}/api/{path}",
             data=data,
             method=method,
-            headers={"Content-Type": "application/json"} if data is not None else {},
+            headers={"Content-Type": "application/json", **self._auth}
+            if data is not None
+            else self._auth,
         )
         try:
             with urllib.request.urlopen(req, timeout=self.timeout) as resp:

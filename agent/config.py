@@ -8,6 +8,7 @@ path, which ``ConfigError`` turns into one line naming file, key and problem.
 from __future__ import annotations
 
 import os
+import re
 import socket
 import tomllib
 from pathlib import Path
@@ -19,10 +20,12 @@ from pydantic import (
     ConfigDict,
     Field,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
 
+from agent.addresses import COORDINATORS, parse_allow
 from agent.discovery.match import MatchRule
 from agent.discovery.static import StaticResource
 from agent.model import MAX_SECONDS
@@ -76,17 +79,71 @@ class AgentSection(_Section):
         return self.identity or f"resource-agent://{socket.gethostname()}"
 
 
+TOKEN_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,31}$")
+DEFAULT_JSONRPC_ALLOW = ("127.0.0.0/8", "::1", COORDINATORS)
+
+
 class ServerSection(_Section):
-    """``[server]``: the HTTP listener for JSON-RPC and REST."""
+    """``[server]``: the HTTP listeners, who may call what (docs/security.md), and limits."""
 
     # Jenkins' ResourceMonitor manager hard-codes port 8080.
     listen: str = "0.0.0.0:8080"
+    jsonrpc_allow: list[str] = Field(default_factory=lambda: list(DEFAULT_JSONRPC_ALLOW))
+    open_reads: bool = True
+    token_files: dict[str, str] = Field(default_factory=dict)
+    admin_tokens: list[str] = Field(default_factory=list)
+    tls_listen: str | None = None
+    tls_cert: str | None = None
+    tls_key: str | None = None
+    header_timeout: float = Field(default=5.0, gt=0, le=300)
+    body_timeout: float = Field(default=10.0, gt=0, le=300)
+    max_connections: int = Field(default=512, ge=1, le=100_000)
+    max_connections_per_address: int = Field(default=64, ge=1, le=100_000)
 
-    @field_validator("listen")
+    @field_validator("listen", "tls_listen")
     @classmethod
-    def _check_listen(cls, value: str) -> str:
-        parse_hostport(value)
+    def _check_listen(cls, value: str | None) -> str | None:
+        if value is not None:
+            parse_hostport(value)
         return value
+
+    @field_validator("jsonrpc_allow")
+    @classmethod
+    def _check_allow(cls, value: list[str]) -> list[str]:
+        for entry in value:
+            parse_allow(entry)
+        return value
+
+    @field_validator("token_files")
+    @classmethod
+    def _check_token_names(cls, value: dict[str, str]) -> dict[str, str]:
+        for name, path in value.items():
+            if not TOKEN_NAME.match(name):
+                raise ValueError(
+                    f"token name {name!r} must be 1-32 lower-case letters, digits, '_' or '-'"
+                )
+            if not path:
+                raise ValueError(f"token {name!r}: the file name is empty")
+        return value
+
+    @field_validator("admin_tokens")
+    @classmethod
+    def _check_admins(cls, value: list[str], info: ValidationInfo) -> list[str]:
+        known = info.data.get("token_files", {})
+        unknown = [name for name in value if name not in known]
+        if unknown:
+            raise ValueError(f"{unknown[0]!r} is not a name in token_files")
+        return value
+
+    @model_validator(mode="after")
+    def _check_together(self) -> ServerSection:
+        if (self.tls_listen is None) != (self.tls_cert is None) or (self.tls_cert is None) != (
+            self.tls_key is None
+        ):
+            raise ValueError("tls_listen, tls_cert and tls_key go together: give all or none")
+        if self.max_connections_per_address > self.max_connections:
+            raise ValueError("max_connections_per_address: more than max_connections")
+        return self
 
     @property
     def address(self) -> tuple[str, int]:

@@ -34,9 +34,13 @@ def token_path(
 
 
 def read_token(
-    token_file: str, config_dir: Path | None, environ: Mapping[str, str] | None = None
+    token_file: str,
+    config_dir: Path | None,
+    environ: Mapping[str, str] | None = None,
+    *,
+    what: str = "the Jenkins API token",
 ) -> str:
-    """The token, stripped of surrounding white space; never empty."""
+    """The token, stripped of surrounding white space; never empty (``what`` it should be)."""
     path = token_path(token_file, config_dir, environ)
     try:
         token = path.read_text(encoding="utf-8").strip()
@@ -45,5 +49,5 @@ def read_token(
     except UnicodeDecodeError as exc:
         raise CredentialError(f"token file {path}: not UTF-8 text") from exc
     if not token:
-        raise CredentialError(f"token file {path} is empty: write the Jenkins API token into it")
+        raise CredentialError(f"token file {path} is empty: write {what} into it")
     return token

@@ -17,11 +17,15 @@ import time
 from pathlib import Path
 from typing import Any
 
-from agent.api.app import make_app, serving
+from agent import audit
+from agent.api.access import access_for, announce
+from agent.api.app import make_app
+from agent.api.limits import limits_for, listeners_for, serving
 from agent.config import Settings
 from agent.coordinator.reaper import Reaper
 from agent.coordinator.sync import Coordinators, CoordinatorSync
 from agent.core import Core, build_core
+from agent.credentials import CredentialError
 from agent.discovery.adb import AdbSource
 from agent.discovery.inventory import Inventory
 from agent.discovery.static import StaticSource
@@ -86,6 +90,7 @@ class Daemon:
                 on_fatal=self._fatal,
                 grace=settings.agent.grace_period,
                 needs_session=lambda res: rule_for(settings.session, res) is not None,
+                sinks=[audit.audit],
             ) as core:
                 await self._serve(core)
         except StartFailed:
@@ -95,6 +100,12 @@ class Daemon:
     async def _serve(self, core: Core) -> None:
         settings = self.settings
         identity = settings.agent.client_identity
+        try:
+            access = access_for(settings, self.config_dir)
+            listeners = listeners_for(settings.server, self.config_dir)
+        except (CredentialError, OSError) as exc:
+            log.error("cannot start the API, stopping: %s", exc)
+            raise StartFailed("API") from exc
         coordinators = Coordinators(
             [
                 CoordinatorSync(
@@ -144,12 +155,13 @@ class Daemon:
             await _enter(stack, StaticSource(core.authority, settings.resource), "static resources")
             if settings.udev.enabled:
                 await _enter(stack, UdevSource(inventory, settings.match), "UdevSource")
+            adb = None
             if settings.adb.enabled:
                 adb = AdbSource(inventory, settings.adb, on_stuck=recovery.suspect)
                 await _enter(stack, adb, "AdbSource")
             await _enter(stack, coordinators, "coordinator sync")
             await _enter(stack, reaper, "stale-lock reaper")
-            host, port = settings.server.address
+            await _enter(stack, access.allowlist, "JSON-RPC allowlist")
             app = make_app(
                 core.authority,
                 identity,
@@ -157,16 +169,23 @@ class Daemon:
                 sessions=sessions,
                 waitlist=waitlist,
                 recovery=recovery,
+                access=access,
+                adb=adb,
             )
+            server = settings.server
+            where = server.listen + (f" and {server.tls_listen} (TLS)" if server.tls_listen else "")
             try:
-                await stack.enter_async_context(serving(app, host, port))
+                await stack.enter_async_context(
+                    serving(app, listeners, limits_for(settings.server))
+                )
             except OSError as exc:
-                log.error("cannot listen on %s: %s", settings.server.listen, exc.strerror)
+                log.error("cannot listen on %s: %s", where, exc.strerror or exc)
                 raise StartFailed("listener") from exc
+            announce(access)
             log.info(
                 "serving %d resources on %s (state in %s)",
                 len(core.registry),
-                settings.server.listen,
+                where,
                 self.state_dir,
             )
             supervision.ready()  # systemd: READY=1 only now that state and listener are up

@@ -202,6 +202,11 @@ class Code(enum.IntEnum):
     TOO_LARGE = 21
     NOT_FOUND = 22
     INTERNAL = 23
+    # Who may call (REST and CLI only; a refused JSON-RPC source gets a bare HTTP 403).
+    UNAUTHORIZED = 24  # no bearer token where one is needed, or one the agent does not know
+    FORBIDDEN = 25  # the token lacks the role the change needs
+    TOO_SLOW = 26  # the request body did not arrive in time
+    BUSY = 27  # too many connections, in all or from one address
 
 
 class Refused(Exception):
@@ -229,6 +234,7 @@ class EventType(enum.StrEnum):
     PROVISIONED = "provisioned"  # the session's provisioning ended (the resource says how)
     CLEANED = "cleaned"  # the session's teardown ended (the resource says how)
     QUARANTINED = "quarantined"  # the agent gave up on it until an administrator steps in
+    RECOVERY = "recovery"  # a rung of the recovery ladder was tried (nothing else changed)
 
 
 HOLD_ENDING = frozenset({EventType.RELEASED, EventType.EXPIRED})
@@ -245,18 +251,73 @@ class EndReason(enum.StrEnum):
     BUILD_ENDED = "build ended"  # released by the agent: the holder's build is over
 
 
+class Role(enum.StrEnum):
+    """What a bearer token may do: ``user`` holds resources, ``admin`` also overrides."""
+
+    USER = "user"
+    ADMIN = "admin"
+
+
+@dataclass(frozen=True, slots=True)
+class Caller:
+    """Who asked for a change through the API: the peer's address and the token's name.
+
+    ``token`` is the name the token has in ``[server] token_files`` (never the
+    token itself), or None when the call carried none.
+    """
+
+    address: str
+    token: str | None = None
+
+
 @dataclass(frozen=True, slots=True)
 class Event:
     """One change: the resource as it is after it, and the hold involved.
 
     For RELEASED and EXPIRED, ``hold`` is the hold that ended and ``ended``
-    says how.
+    says how. ``caller`` is who asked for it through the API; None for what
+    the agent did by itself (time, a session, the reaper) or a source saw.
     """
 
     type: EventType
     resource: Resource
     hold: Hold | None = None
     ended: EndReason | None = None
+    caller: Caller | None = None
+    rung: RungResult | None = None  # RECOVERY: which rung, and how it went
+
+
+class Action(enum.StrEnum):
+    """What the audit trail and the history call each change people care about."""
+
+    RESERVE = "reserve"
+    LOCK = "lock"
+    RENEW = "renew"
+    RELEASE = "release"
+    FORCED_RELEASE = "forced release"
+    EXPIRY = "expiry"  # a reservation ran out
+    LEASE_END = "lease end"  # a lock's lease ran out
+    ENABLE = "enable"
+    DISABLE = "disable"
+    QUARANTINE = "quarantine"
+    FORGET = "forget"
+    RECOVER = "recover"  # one rung of the recovery ladder
+
+
+@dataclass(frozen=True, slots=True)
+class ActionEntry:
+    """One change in a resource's history: what, when, for whom, asked by whom.
+
+    ``caller`` is None for the agent's own changes (and for changes an agent
+    older than the audit trail recorded); ``detail`` says more where there is
+    more to say (a disable's reason, why the agent released).
+    """
+
+    action: Action
+    at: float
+    holder: Holder | None
+    caller: Caller | None
+    detail: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -286,6 +347,15 @@ class RungOutcome(enum.StrEnum):
     RECOVERED = "recovered"  # the phone is back: adb "device" and a working shell
     FAILED = "failed"  # tried; the phone is still stuck
     SKIPPED = "skipped"  # not possible here (no USB device, a held neighbour, no switch)
+
+
+@dataclass(frozen=True, slots=True)
+class RungResult:
+    """One rung of a recovery ladder, tried: how it went and what it did."""
+
+    rung: Rung
+    outcome: RungOutcome
+    detail: str
 
 
 class AdbState(enum.StrEnum):

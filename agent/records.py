@@ -1,8 +1,11 @@
 """How the agent's state becomes SQLite rows and back: the schema, and the mapping.
 
 ``resources`` holds each resource's latest snapshot (its hold and session
-phase included); ``hold_log`` is the append-only history of holds. Rows are
-built on the event loop's thread, once, so the writer thread only executes.
+phase included); ``hold_log`` is the append-only log of every audited change
+(agent/actions.py): the holds, renewals, enabling, disabling and quarantine,
+each with who asked (address and token name; NULL: the agent itself). Its
+name is older than the other changes in it. Rows are built on the event
+loop's thread, once, so the writer thread only executes.
 """
 
 from __future__ import annotations
@@ -13,8 +16,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from agent.actions import action_of, detail_of, holder_of
 from agent.model import (
-    HOLD_ENDING,
+    Action,
+    ActionEntry,
+    Caller,
     EndReason,
     Event,
     EventType,
@@ -60,7 +66,11 @@ CREATE TABLE IF NOT EXISTS hold_log (
     holder_id TEXT NOT NULL,
     holder_url TEXT NOT NULL,
     at REAL NOT NULL,
-    reason TEXT NOT NULL
+    reason TEXT NOT NULL,
+    action TEXT,
+    detail TEXT NOT NULL DEFAULT '',
+    address TEXT,
+    token TEXT
 );
 CREATE INDEX IF NOT EXISTS hold_log_by_resource ON hold_log (resource_id, seq);
 """
@@ -89,10 +99,41 @@ COLUMNS = (
 )
 # Columns later versions added, for a database an older agent wrote.
 ADDED_COLUMNS = {
-    "phase": "TEXT",
-    "fault_kind": "TEXT",
-    "fault_reason": "TEXT",
-    "failures": "INTEGER NOT NULL DEFAULT 0",
+    "resources": {
+        "phase": "TEXT",
+        "fault_kind": "TEXT",
+        "fault_reason": "TEXT",
+        "failures": "INTEGER NOT NULL DEFAULT 0",
+    },
+    "hold_log": {
+        "action": "TEXT",
+        "detail": "TEXT NOT NULL DEFAULT ''",
+        "address": "TEXT",
+        "token": "TEXT",
+    },
+}
+# An older agent logged holds only, without actions: name them as this one would.
+# Who asked was not recorded then; address and token stay NULL.
+NAME_OLD_ACTIONS = """
+UPDATE hold_log SET action = CASE event
+    WHEN :reserved THEN :reserve
+    WHEN :locked THEN :lock
+    WHEN :released THEN CASE reason WHEN :forced THEN :forced_release ELSE :release END
+    ELSE CASE reason WHEN :reservation_expired THEN :expiry ELSE :lease_end END
+END WHERE action IS NULL
+"""
+OLD_ACTION_NAMES = {
+    "reserved": EventType.RESERVED.value,
+    "locked": EventType.LOCKED.value,
+    "released": EventType.RELEASED.value,
+    "forced": EndReason.FORCED.value,
+    "reservation_expired": EndReason.RESERVATION_EXPIRED.value,
+    "reserve": Action.RESERVE.value,
+    "lock": Action.LOCK.value,
+    "release": Action.RELEASE.value,
+    "forced_release": Action.FORCED_RELEASE.value,
+    "expiry": Action.EXPIRY.value,
+    "lease_end": Action.LEASE_END.value,
 }
 UPSERT_RESOURCE = (
     f"INSERT INTO resources ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))})"
@@ -100,21 +141,25 @@ UPSERT_RESOURCE = (
 )
 
 INSERT_LOG = (
-    "INSERT INTO hold_log (resource_id, key, event, holder_id, holder_url, at, reason)"
-    " VALUES (?,?,?,?,?,?,?)"
+    "INSERT INTO hold_log (resource_id, key, event, holder_id, holder_url, at, reason,"
+    " action, detail, address, token) VALUES (?,?,?,?,?,?,?,?,?,?,?)"
 )
 
-# The hold events worth a line in the log (renewals only move a deadline).
-LOGGED = frozenset({EventType.RESERVED, EventType.LOCKED} | HOLD_ENDING)
+# The lines of the log that begin, turn into or end a hold (``fold_history``).
+HOLD_EVENTS = tuple(
+    e.value for e in (EventType.RESERVED, EventType.LOCKED, EventType.RELEASED, EventType.EXPIRED)
+)
 
 
 def migrate(conn: sqlite3.Connection) -> None:
-    """Create the tables, and add the columns an older agent's database lacks."""
+    """Create the tables, and add (and fill in) what an older agent's database lacks."""
     conn.executescript(SCHEMA)
-    have = {row[1] for row in conn.execute("PRAGMA table_info(resources)")}
-    for column, kind in ADDED_COLUMNS.items():
-        if column not in have:
-            conn.execute(f"ALTER TABLE resources ADD COLUMN {column} {kind}")
+    for table, columns in ADDED_COLUMNS.items():
+        have = {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}
+        for column, kind in columns.items():
+            if column not in have:
+                conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
+    conn.execute(NAME_OLD_ACTIONS, OLD_ACTION_NAMES)
 
 
 @dataclass(frozen=True, slots=True)
@@ -189,21 +234,47 @@ def rows(events: Sequence[Event], now: float) -> Rows:
     lines: list[tuple[Any, ...]] = []
     for event in events:
         resources[event.resource.id] = resource_row(event.resource)  # the last snapshot wins
-        hold = event.hold
-        if hold is None or event.type not in LOGGED:
-            continue
-        if event.type is EventType.EXPIRED and hold.expires is not None:
-            at = hold.expires
-        elif event.type in HOLD_ENDING:
-            at = now
-        else:
-            at = hold.since
-        holder = hold.holder
-        ended = event.ended.value if event.ended is not None else ""
-        lines.append(
-            (event.resource.id, hold.key, event.type.value, holder.id, holder.url, at, ended)
-        )
+        action = action_of(event)
+        if action is not None:
+            lines.append(_log_row(event, action, now))
     return Rows(resources, lines)
+
+
+def _log_row(event: Event, action: Action, now: float) -> tuple[Any, ...]:
+    hold = event.hold
+    if event.type is EventType.EXPIRED and hold is not None and hold.expires is not None:
+        at = hold.expires  # when it ran out, not when the agent noticed
+    elif event.type in (EventType.RESERVED, EventType.LOCKED) and hold is not None:
+        at = hold.since
+    else:
+        at = now
+    holder = holder_of(event)
+    caller = event.caller
+    return (
+        event.resource.id,
+        hold.key if hold is not None else "",
+        event.type.value,
+        holder.id if holder is not None else "",
+        holder.url if holder is not None else "",
+        at,
+        event.ended.value if event.ended is not None else "",
+        action.value,
+        detail_of(event, action),
+        caller.address if caller is not None else None,
+        caller.token if caller is not None else None,
+    )
+
+
+def row_action(row: sqlite3.Row) -> ActionEntry:
+    """A line of ``hold_log`` as the change it records."""
+    holder = Holder(row["holder_id"], row["holder_url"])
+    return ActionEntry(
+        action=Action(row["action"]),
+        at=row["at"],
+        holder=holder if holder.id or holder.url else None,
+        caller=Caller(row["address"], row["token"]) if row["address"] is not None else None,
+        detail=row["detail"],
+    )
 
 
 def fold_history(rows: list[sqlite3.Row], limit: int) -> list[HistoryEntry]:

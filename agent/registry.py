@@ -30,6 +30,7 @@ from agent.model import (
     Phase,
     Refused,
     Resource,
+    RungResult,
 )
 
 P = ParamSpec("P")
@@ -208,10 +209,13 @@ class Registry(Ledger):
         return hold, events
 
     def enable(self, resource_id: str) -> list[Event]:
-        """Let the resource take new holds again; an administrator's word clears a fault."""
+        """Let the resource take new holds again; an administrator's word clears a fault.
+
+        The last disable's reason is kept, for whoever wonders why it was off.
+        """
         events = self._settle(resource_id)
         res = self._require(resource_id)
-        new = replace(res, enabled=True, disabled_reason="", fault=None, failures=0)
+        new = replace(res, enabled=True, fault=None, failures=0)
         if new != res:
             events.append(self._put(new, EventType.ENABLED))
         return events
@@ -254,6 +258,14 @@ class Registry(Ledger):
         events.append(self._put(replace(res, fault=fault), EventType.QUARANTINED))
         return events
 
+    def recovery(self, resource_id: str, result: RungResult) -> list[Event]:
+        """A rung of the recovery ladder was tried: an event for the record, no change."""
+        events = self._settle(resource_id)
+        res = self._resources.get(resource_id)
+        if res is not None:
+            events.append(Event(EventType.RECOVERY, res, rung=result))
+        return events
+
     def cleaned(self, resource_id: str, failure: str | None) -> list[Event]:
         """Teardown ended: the resource is free again, or faulty with ``failure``."""
         events = self._settle(resource_id)
@@ -265,9 +277,13 @@ class Registry(Ledger):
         return events
 
     def disable(self, resource_id: str, reason: str = "") -> list[Event]:
-        """Refuse new holds on the resource; an existing hold stays."""
+        """Refuse new holds on the resource; an existing hold stays.
+
+        Without a ``reason`` the last one given stays: a reason lasts until a new one.
+        """
         events = self._settle(resource_id)
         res = self._require(resource_id)
+        reason = reason or res.disabled_reason
         if res.enabled or res.disabled_reason != reason:
             events.append(
                 self._put(replace(res, enabled=False, disabled_reason=reason), EventType.DISABLED)

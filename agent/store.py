@@ -1,4 +1,4 @@
-"""Durable state in SQLite: every resource as its latest snapshot, plus a hold log.
+"""Durable state in SQLite: every resource as its latest snapshot, plus a log of changes.
 
 One writer thread owns the connection and commits in groups: it takes every
 change queued while the previous commit was on disk and commits them together,
@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from agent import records
-from agent.model import Event, HistoryEntry, Resource
+from agent.model import ActionEntry, Event, HistoryEntry, Resource
 
 log = logging.getLogger(__name__)
 
@@ -93,13 +93,26 @@ class Store:
         """The latest ``limit`` holds of a resource, newest first."""
 
         def query(conn: sqlite3.Connection) -> list[HistoryEntry]:
-            # A hold has at most three lines (reserved, locked, ended).
+            # A hold has at most three such lines (reserved, locked, ended).
+            marks = ",".join("?" * len(records.HOLD_EVENTS))
             rows = conn.execute(
                 "SELECT * FROM (SELECT * FROM hold_log WHERE resource_id=?"
-                " ORDER BY seq DESC LIMIT ?) ORDER BY seq",
-                (resource_id, limit * 3 + 2),
+                f" AND event IN ({marks}) ORDER BY seq DESC LIMIT ?) ORDER BY seq",
+                (resource_id, *records.HOLD_EVENTS, limit * 3 + 2),
             ).fetchall()
             return records.fold_history(rows, limit)
+
+        return await self.call(query)
+
+    async def actions(self, resource_id: str, limit: int = 100) -> list[ActionEntry]:
+        """The latest ``limit`` changes to a resource, newest first."""
+
+        def query(conn: sqlite3.Connection) -> list[ActionEntry]:
+            rows = conn.execute(
+                "SELECT * FROM hold_log WHERE resource_id=? ORDER BY seq DESC LIMIT ?",
+                (resource_id, limit),
+            ).fetchall()
+            return [records.row_action(row) for row in rows]
 
         return await self.call(query)
 

@@ -7,9 +7,11 @@ Everything the agent writes to stdout and stderr lands in ``log_path``, and
 the tail of it is quoted whenever the process misbehaves.
 
 Sources are off unless asked for (``udev=True``, ``adb=True``), so a test
-sees only its ``resources``. Anything else goes in ``config`` (merged over the
-generated settings, e.g. ``{"adb": {"server": "127.0.0.1:5137"}}`` or
-``{"coordinator": [{"url": ...}]}``; ``configure`` merges more in later) and
+sees only its ``resources``. It listens on 127.0.0.1 unless ``listen_host``
+says otherwise (``0.0.0.0`` for callers from another address). Anything else
+goes in ``config`` (merged over the generated settings, e.g.
+``{"adb": {"server": "127.0.0.1:5137"}}`` or ``{"coordinator": [{"url": ...}]}``;
+``configure`` merges more in later) and
 ``env`` (e.g. ``{"UMOCKDEV_DIR": testbed_root}``; None removes a variable).
 The config file is written by tomli-w.
 """
@@ -132,8 +134,10 @@ class AgentProcess:
         adb: bool = False,
         log_level: str = "info",
         port: int | None = None,
+        listen_host: str = "127.0.0.1",
     ) -> None:
         self.directory = directory
+        self.listen_host = listen_host  # 0.0.0.0: callers from another address too
         self.state_dir = directory / "state"
         self.config_path = directory / "agent.toml"
         self.log_path = directory / "agent.log"
@@ -222,7 +226,7 @@ class AgentProcess:
             "--config",
             str(self.config_path),
             "--listen",
-            f"{self.host}:{self.port}",
+            f"{self.listen_host}:{self.port}",
             *self.args,
         ]
 

@@ -1,15 +1,16 @@
-"""The aiohttp application: JSON-RPC on ``POST /``, REST under ``/api/``; and serving it."""
+"""The aiohttp application: JSON-RPC on ``POST /``, REST under ``/api/``, behind the guard.
+
+agent/api/limits.py serves it.
+"""
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import AsyncIterator
-
 from aiohttp import web
 
-from agent.api import jsonrpc, openapi, rest
+from agent.api import health, jsonrpc, openapi, rest
 from agent.api import recovery as recovery_api
 from agent.api import sessions as sessions_api
+from agent.api.access import ACCESS, Access, guard
 from agent.api.wire import (
     AUTHORITY,
     COORDINATORS,
@@ -27,9 +28,6 @@ from agent.recovery.ladder import Recovery
 from agent.sessions.manager import Sessions
 from agent.waitlist import Waitlist
 
-# In-flight requests get this long to finish when the agent stops.
-SHUTDOWN_TIMEOUT = 10.0
-
 
 async def openapi_document(request: web.Request) -> web.Response:
     """``GET /api/openapi.json``: the OpenAPI 3 description of this API."""
@@ -44,13 +42,19 @@ def make_app(
     sessions: Sessions | None = None,
     waitlist: Waitlist | None = None,
     recovery: Recovery | None = None,
+    access: Access,
+    adb: health.AdbStatus | None = None,
 ) -> web.Application:
     """Build the application around the authority; ``identity`` names local holders.
 
     Locks go through ``sessions`` when given (provisioning, the session API),
-    straight to the authority otherwise.
+    straight to the authority otherwise. ``access`` says who may call what;
+    health asks ``adb`` (when it is enabled) whether its server answers.
     """
-    app = web.Application(client_max_size=MAX_BODY, middlewares=[rest.errors])
+    app = web.Application(client_max_size=MAX_BODY, middlewares=[rest.errors, guard])
+    app[ACCESS] = access
+    if adb is not None:
+        app[health.ADB] = adb
     app[AUTHORITY] = authority
     app[IDENTITY] = identity
     app[LOCKER] = sessions if sessions is not None else DirectLock(authority)
@@ -63,28 +67,10 @@ def make_app(
     )
     app.router.add_post("/", jsonrpc.handle)
     app.router.add_get("/api/openapi.json", openapi_document)
+    app.router.add_routes(health.routes)
     app.router.add_routes(rest.routes)
     app.router.add_routes(sessions_api.routes)
     app.router.add_routes(recovery_api.routes)
     if recovery is not None:
         app[RECOVERY] = recovery
     return app
-
-
-@contextlib.asynccontextmanager
-async def serving(app: web.Application, host: str, port: int) -> AsyncIterator[None]:
-    """Serve ``app`` on ``host:port`` until the block ends (OSError: cannot listen)."""
-    runner = web.AppRunner(
-        app,
-        handle_signals=False,
-        access_log=None,
-        # Set on the runner: TCPSite's own shutdown_timeout is deprecated in aiohttp 3.9+.
-        shutdown_timeout=SHUTDOWN_TIMEOUT,
-    )
-    await runner.setup()
-    try:
-        await web.TCPSite(runner, host, port, reuse_address=True).start()
-        yield
-    finally:
-        # Stop accepting and finish in-flight requests before anything below closes.
-        await runner.cleanup()

@@ -17,8 +17,10 @@ from typing import Any, Literal
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from agent import audit
+from agent.actions import CALLER
 from agent.api.wire import AUTHORITY, LOCKER, BadJSON, dumps, parse_json
-from agent.model import Code, Hold, Holder, Refused, isotime, local_offset
+from agent.model import Action, Code, Hold, Holder, Refused, isotime, local_offset
 
 log = logging.getLogger(__name__)
 
@@ -35,14 +37,19 @@ class _Params(BaseModel):
 
 
 class ClientInfo(_Params):
-    """Who asks: ``id`` the Jenkins root URL, ``url`` the task or build."""
+    """Who asks: ``id`` the Jenkins root URL, ``url`` the task or build.
 
-    id: str
+    A Jenkins whose root URL is not configured leaves ``id`` out (json-lib drops
+    the null), and its queue dispatcher fails on anything but a normal answer:
+    the holder's system is then unknown (empty), and the call is answered.
+    """
+
+    id: str | None = None
     url: str | None = None
 
     def holder(self) -> Holder:
-        """As the registry keeps it (a missing url is empty)."""
-        return Holder(self.id, self.url or "")
+        """As the registry keeps it (a missing id or url is empty)."""
+        return Holder(self.id or "", self.url or "")
 
 
 class ReserveParams(_Params):
@@ -133,6 +140,8 @@ METHODS: dict[str, tuple[type[_Params], Handler]] = {
     "ResourceMonitor.Resources.Lock": (LockParams, _lock),
     "ResourceMonitor.Resources.Release": (ReleaseParams, _release),
 }
+# What a refused call is in the audit trail.
+ACTIONS = dict(zip(METHODS, (Action.RESERVE, Action.LOCK, Action.RELEASE), strict=True))
 
 
 def _error(id_: Any, code: int, message: str, data: str | None = None) -> dict[str, Any]:
@@ -187,6 +196,11 @@ async def _dispatch(app: web.Application, method: str, params: Any, id_: Any) ->
     try:
         result = await handler(app, parsed)
     except Refused as refusal:
+        assert isinstance(parsed, ReserveParams | LockParams | ReleaseParams)
+        info = parsed.clientInfo
+        holder = info.holder() if info else None
+        audit.refused(ACTIONS[method], parsed.resource, holder=holder, caller=CALLER.get(),
+                      code=refusal.code, reason=refusal.message)  # fmt: skip
         result = _result(refusal.code, refusal.message, None, time.time())
     except Exception:
         log.exception("JSON-RPC %s failed", method)

@@ -92,6 +92,18 @@ JSONRPC_SCHEMAS: dict[str, Any] = {
 
 SCHEMAS: dict[str, Any] = {**_model_schemas(), **JSONRPC_SCHEMAS}
 
+SECURITY_SCHEMES: dict[str, Any] = {
+    "bearerToken": {
+        "type": "http",
+        "scheme": "bearer",
+        "description": "A token named in [server] token_files, with the user role or (for "
+        "forced releases, enable and disable) the admin role. Without any configured, "
+        "changes are accepted from loopback only; with them, from loopback a change that "
+        "carries the holder's key needs none. JSON-RPC takes no token: it is answered "
+        "from [server] jsonrpc_allow only (HTTP 403 otherwise). See docs/security.md.",
+    }
+}
+
 
 DOCUMENT: dict[str, Any] = {
     "openapi": "3.1.0",
@@ -111,5 +123,7 @@ DOCUMENT: dict[str, Any] = {
         {"name": "meta", "description": "The agent itself."},
     ],
     "paths": PATHS,
-    "components": {"schemas": SCHEMAS},
+    "components": {"schemas": SCHEMAS, "securitySchemes": SECURITY_SCHEMES},
+    # Reads are open by default ([server] open_reads); a token is always accepted.
+    "security": [{}, {"bearerToken": []}],
 }

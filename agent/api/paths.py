@@ -14,7 +14,10 @@ JSONRPC_METHODS = tuple(METHODS)
 # What each REST error status means; every /api/ error has the Error body.
 ERROR_STATUSES = {
     400: "The body is not JSON, or not a JSON object.",
-    403: "Wrong key: the resource is held with another key (code 6).",
+    401: "A bearer token is needed, or the one sent is unknown (code 24); "
+    "see the bearerToken scheme.",
+    403: "Wrong key: the resource is held with another key (code 6); or the token "
+    "lacks the admin role this change needs (code 25).",
     404: "No resource with this id (code 1), or no such route or session (code 22).",
     409: "The resource's state says no: disabled, absent, unhealthy, held, not held, "
     "expired key, no lease, being cleaned, quarantined, provisioning failed "
@@ -58,6 +61,11 @@ ID_PARAMETER = {
 
 BODY_ERRORS = (400, 413, 422)
 
+# A change needs a bearer token, or none: from loopback while no tokens are
+# configured, and from loopback with the holder's own key (docs/security.md).
+CHANGE_SECURITY: list[dict[str, list[str]]] = [{"bearerToken": []}, {}]
+ADMIN_ONLY = "Needs a token with the admin role once tokens are configured (from loopback too)."
+
 
 def _action(
     action: str,
@@ -67,15 +75,19 @@ def _action(
     refusals: tuple[int, ...],
     *,
     required: bool = False,
+    admin: bool = False,
 ) -> dict[str, Any]:
+    statuses = sorted({*refusals, 401, *((403,) if admin else ()), *BODY_ERRORS})
     return {
         "post": {
             "summary": summary,
             "operationId": action,
             "tags": ["resources"],
             "parameters": [ID_PARAMETER],
+            "security": CHANGE_SECURITY,
+            **({"description": ADMIN_ONLY} if admin else {}),
             "requestBody": {"required": required, "content": _json_content(ref(body))},
-            "responses": {**_ok("Done, and on disk.", answer), **_errors(*refusals, *BODY_ERRORS)},
+            "responses": {**_ok("Done, and on disk.", answer), **_errors(*statuses)},
         }
     }
 
@@ -102,7 +114,10 @@ PATHS: dict[str, Any] = {
             "tags": ["jsonrpc"],
             "description": "Methods: "
             + ", ".join(JSONRPC_METHODS)
-            + ". Any Content-Type is accepted. A batch (array) is answered with an array.",
+            + ". Any Content-Type is accepted. A batch (array) is answered with an array. "
+            "Answered only from the sources in [server] jsonrpc_allow (Jenkins sends no "
+            "credentials).",
+            "security": [{}],
             "requestBody": {
                 "required": True,
                 "content": {
@@ -145,6 +160,11 @@ PATHS: dict[str, Any] = {
                     },
                 },
                 "204": {"description": "Only notifications were sent: nothing to answer."},
+                "403": {
+                    "description": "The source address is not in [server] jsonrpc_allow; "
+                    "no JSON-RPC body.",
+                    "content": {"text/plain": {"schema": {"type": "string"}}},
+                },
                 **_errors(413),
             },
         }
@@ -225,7 +245,7 @@ PATHS: dict[str, Any] = {
     ),
     "/api/resources/{id}/release": _action(
         "release",
-        "Release the hold held with key, or any hold with force",
+        "Release the hold held with key, or any hold with force (force: admin role)",
         "ReleaseBody",
         "ReleaseAnswer",
         (403, 404, 409),
@@ -240,7 +260,12 @@ PATHS: dict[str, Any] = {
         required=True,
     ),
     "/api/resources/{id}/enable": _action(
-        "enable", "Enable: let the resource take holds", "EmptyBody", "ResourceOut", (404,)
+        "enable",
+        "Enable: let the resource take holds",
+        "EmptyBody",
+        "ResourceOut",
+        (404,),
+        admin=True,
     ),
     "/api/resources/{id}/recover": _action(
         "recover",
@@ -248,6 +273,7 @@ PATHS: dict[str, Any] = {
         "RecoverBody",
         "RecoverAnswer",
         (404,),
+        admin=True,
     ),
     "/api/resources/{id}/disable": _action(
         "disable",
@@ -255,6 +281,7 @@ PATHS: dict[str, Any] = {
         "DisableBody",
         "ResourceOut",
         (404,),
+        admin=True,
     ),
 }
 
@@ -280,10 +307,11 @@ PATHS |= {
             "tags": ["resources"],
             "description": "First come, first served among those who wait. The lock's session "
             "provisions on; follow its log (the answer's session) to know when it is ready.",
+            "security": CHANGE_SECURITY,
             "requestBody": {"required": True, "content": _json_content(ref("AcquireBody"))},
             "responses": {
                 **_ok("Locked, and on disk.", "HoldAnswer"),
-                **_errors(404, 409, *BODY_ERRORS),
+                **_errors(401, 404, 409, *BODY_ERRORS),
             },
         }
     },

@@ -23,11 +23,11 @@ from agent.api.bodies import (
     ReserveBody,
 )
 from agent.api.schemas import (
+    ActionOut,
     CoordinatorOut,
     Coordinators,
     Error,
     ErrorDetail,
-    Health,
     History,
     HistoryEntryOut,
     HoldAnswer,
@@ -129,14 +129,6 @@ def _hold_answer(request: web.Request, hold: Hold) -> web.Response:
     return hold_answer(request, request.match_info["id"], hold)
 
 
-@routes.get("/api/health")
-async def health(request: web.Request) -> web.Response:
-    """Liveness and a summary."""
-    resources = request.app[AUTHORITY].registry.resources()
-    held = sum(1 for r in resources if r.hold is not None)
-    return answer(Health(status="ok", resources=len(resources), held=held))
-
-
 @routes.get("/api/coordinators")
 async def coordinators(request: web.Request) -> web.Response:
     """Each coordinator's sync: state, pending changes, last success and last error."""
@@ -162,13 +154,20 @@ async def show_resource(request: web.Request) -> web.Response:
 
 @routes.get("/api/resources/{id}/history")
 async def history(request: web.Request) -> web.Response:
-    """Who held the resource, when, and how it ended; newest first."""
+    """Who held the resource, when, and how it ended; and every change: newest first."""
     raw = request.query.get("limit", "100")
     # isascii: str.isdigit() also takes digits like "²" that int() refuses.
     if not (raw.isascii() and raw.isdigit()) or not 1 <= int(raw) <= 10000:
         raise ApiError(Code.INVALID_ARGUMENT, "limit: must be a whole number from 1 to 10000")
-    entries = await request.app[AUTHORITY].history(request.match_info["id"], int(raw))
-    return answer(History.model_construct(history=[HistoryEntryOut.of(e) for e in entries]))
+    authority, rid, limit = request.app[AUTHORITY], request.match_info["id"], int(raw)
+    entries = await authority.history(rid, limit)
+    actions = await authority.actions(rid, limit)
+    return answer(
+        History.model_construct(
+            history=[HistoryEntryOut.of(e) for e in entries],
+            actions=[ActionOut.of(a) for a in actions],
+        )
+    )
 
 
 @routes.post("/api/resources/{id}/reserve")

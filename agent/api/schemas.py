@@ -14,6 +14,9 @@ from pydantic import BaseModel, ConfigDict, Field
 from agent.coordinator.jenkins import Failure
 from agent.coordinator.status import SyncError, SyncState, SyncStatus
 from agent.model import (
+    Action,
+    ActionEntry,
+    Caller,
     Code,
     EndReason,
     FaultKind,
@@ -181,18 +184,62 @@ class HistoryEntryOut(Out):
         )
 
 
-class History(Out):
-    """A resource's holds, newest first."""
+class CallerOut(Out):
+    """Who asked for a change through the API."""
 
-    history: list[HistoryEntryOut]
+    address: str = Field(description="The caller's IP address.")
+    token: str | None = Field(description="The name of the token it used (never the token).")
+
+    @classmethod
+    def of(cls, caller: Caller) -> CallerOut:
+        """The caller as the API shows it."""
+        return cls.model_construct(address=caller.address, token=caller.token)
+
+
+class ActionOut(Out):
+    """One change to a resource: the audit trail's line, kept."""
+
+    action: Action
+    at: IsoTime
+    holder: HolderOut | None = Field(description="Whose hold it was about, if any.")
+    caller: CallerOut | None = Field(
+        description="Who asked; null for what the agent did by itself (expiry, lease end, "
+        "quarantine, its own releases) and for changes older than the audit trail."
+    )
+    detail: str = Field(description="The disable reason, why the agent released, a length...")
+
+    @classmethod
+    def of(cls, entry: ActionEntry) -> ActionOut:
+        """One action as the API shows it."""
+        return cls.model_construct(
+            action=entry.action,
+            at=isotime(entry.at),
+            holder=HolderOut.of(entry.holder) if entry.holder is not None else None,
+            caller=CallerOut.of(entry.caller) if entry.caller is not None else None,
+            detail=entry.detail,
+        )
+
+
+class History(Out):
+    """A resource's holds, and every change to it; newest first."""
+
+    history: list[HistoryEntryOut] = Field(description="One entry per hold.")
+    actions: list[ActionOut] = Field(
+        description="One entry per change: reserve, lock, renew, release, forced release, "
+        "expiry, lease end, enable, disable, quarantine."
+    )
 
 
 class Health(Out):
-    """Liveness and a summary."""
+    """Liveness, a summary, and what needs a person's attention."""
 
-    status: Literal["ok"]
+    status: Literal["ok", "degraded"] = Field(
+        description="degraded (still HTTP 200) when a coordinator is failing, the adb server "
+        "does not answer while [adb] is enabled, or a resource is quarantined."
+    )
     resources: int = Field(ge=0)
     held: int = Field(ge=0)
+    problems: list[str] = Field(description="One line per problem; empty when ok.")
 
 
 class SyncErrorOut(Out):

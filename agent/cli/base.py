@@ -1,8 +1,10 @@
 """What every command shares: the group, ``--url``, the errors and their exit codes.
 
 Exit codes: 0 done, 1 refused (the reason is printed), 2 usage error,
-3 agent unreachable. Each non-zero code has its own exception (click's usage
-errors are 2), raised where the problem is found and printed by click.
+3 agent unreachable, 4 not allowed (no token, an unknown one, or one without
+the role the change needs; the message names the role). Each non-zero code
+has its own exception (click's usage errors are 2), raised where the problem
+is found and printed by click.
 """
 
 from __future__ import annotations
@@ -12,12 +14,16 @@ import getpass
 import json
 import socket
 from collections.abc import Callable, Iterator
-from typing import IO, Any
+from pathlib import Path
+from typing import IO, Any, TypeVar
 from urllib.parse import quote, urlsplit
 
 import click
 
 from agent.client import ApiRefusal, Client, Unreachable
+from agent.model import Code
+
+F = TypeVar("F", bound=Callable[..., Any])
 
 
 class Failed(click.ClickException):
@@ -43,6 +49,16 @@ class NoAgent(Failed):
     exit_code = 3
 
 
+class NotAllowed(Refusal):
+    """Exit 4: the agent wants a token, or one with another role."""
+
+    exit_code = 4
+
+
+# The refusal codes that say who may call (agent/model.py Code.UNAUTHORIZED, FORBIDDEN).
+NOT_ALLOWED = frozenset({int(Code.UNAUTHORIZED), int(Code.FORBIDDEN)})
+
+
 def _check_url(ctx: click.Context, param: click.Parameter, value: str) -> str:
     parts = urlsplit(value)
     if parts.scheme not in ("http", "https") or not parts.hostname:
@@ -54,7 +70,20 @@ def _check_url(ctx: click.Context, param: click.Parameter, value: str) -> str:
     return value
 
 
-url_option = click.option(
+def _read_token(ctx: click.Context, param: click.Parameter, value: str | None) -> None:
+    if value is None:
+        return
+    try:
+        token = Path(value).read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise click.BadParameter(f"cannot read {value}: {getattr(exc, 'strerror', exc)}") from exc
+    if not token:
+        raise click.BadParameter(f"{value} is empty")
+    ctx.meta[TOKEN] = token
+
+
+TOKEN = "resource-agent.token"
+_url = click.option(
     "--url",
     default="http://127.0.0.1:8080",
     show_default=True,
@@ -62,6 +91,18 @@ url_option = click.option(
     callback=_check_url,
     help="The agent to talk to.",
 )
+_token_file = click.option(
+    "--token-file",
+    envvar="RESOURCE_AGENT_TOKEN_FILE",
+    expose_value=False,
+    callback=_read_token,
+    help="A file holding the bearer token for changes (see docs/security.md).",
+)
+
+
+def url_option(command: F) -> F:
+    """``--url`` and ``--token-file``: which agent, and the token to show it."""
+    return _url(_token_file(command))
 
 
 @click.group()
@@ -72,11 +113,14 @@ def main() -> None:
 @contextlib.contextmanager
 def client(url: str, timeout: float = 10.0) -> Iterator[Client]:
     """A client of the agent at ``url``; its failures become the CLI's exit codes."""
+    ctx = click.get_current_context(silent=True)
     try:
-        yield Client(url, timeout)
+        yield Client(url, timeout, token=ctx.meta.get(TOKEN) if ctx is not None else None)
     except Unreachable as exc:
         raise NoAgent(f"resource-agent: {exc}") from exc
     except ApiRefusal as exc:
+        if exc.code in NOT_ALLOWED:
+            raise NotAllowed(exc.code, exc.message) from exc
         raise Refusal(exc.code, exc.message) from exc
     except (KeyError, TypeError, IndexError) as exc:
         # JSON, but not the agent's: another service answers at that URL.

@@ -33,7 +33,8 @@ def serve(config_path: Path | None, listen: str | None, log_level: str | None) -
         settings = load_settings(found)
         if listen is not None:
             try:
-                server = ServerSection(listen=listen)
+                # The rest of [server] stays: only the address changes.
+                server = ServerSection.model_validate({**dict(settings.server), "listen": listen})
             except ValueError as exc:
                 raise click.BadParameter(str(exc), param_hint="--listen") from exc
             settings = settings.model_copy(update={"server": server})

@@ -2,17 +2,32 @@
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 import click
 
-from agent.cli.base import Failed, call, holder_name, main, print_hold, print_json, url_option
+from agent.cli.base import (
+    Failed,
+    call,
+    client,
+    holder_name,
+    main,
+    print_hold,
+    print_json,
+    url_option,
+)
+from agent.coordinator.status import WAITING
+
+FAILING = frozenset(state.value for state in WAITING)
 
 
 def _holder_text(res: dict[str, Any]) -> str:
     holder = res.get("holder")
     if not holder:
-        return res.get("health") or res.get("disabled_reason") or ""
+        # The reason outlives the disable (until a new one); it explains only a disabled one.
+        reason = res.get("disabled_reason") if res.get("state") == "disabled" else None
+        return res.get("health") or reason or ""
     return str(holder["holder"]["url"] or holder["holder"]["id"])
 
 
@@ -125,6 +140,34 @@ def disable(url: str, resource_id: str, reason: str) -> None:
     )
 
 
+def _print_history(data: Any) -> None:
+    rows = [("TIME", "ACTION", "HOLDER", "BY", "DETAIL")]
+    for a in data["actions"]:
+        holder = a["holder"] or {}
+        who = " ".join(p for p in (holder.get("id"), holder.get("url")) if p)
+        caller = a["caller"]
+        by = f"{caller['address']} ({caller['token'] or 'no token'})" if caller else "agent"
+        rows.append((a["at"], a["action"], who, by, a["detail"]))
+    widths = [max(len(row[i]) for row in rows) for i in range(4)]
+    for row in rows:
+        cells = [c.ljust(w) for c, w in zip(row[:4], widths, strict=True)]
+        click.echo("  ".join([*cells, row[4]]).rstrip())
+
+
+@main.command()
+@url_option
+@click.argument("resource_id")
+@click.option("--limit", type=click.IntRange(1, 10000), default=100, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON (holds and actions).")
+def history(url: str, resource_id: str, limit: int, as_json: bool) -> None:
+    """Every change to a resource, newest first: what, when, whose, asked by whom."""
+    call(
+        url,
+        lambda c: c.get(f"{c.resource_path(resource_id, 'history')}?limit={limit}"),
+        print_json if as_json else _print_history,
+    )
+
+
 def _print_coordinators(data: Any) -> None:
     coordinators = data["coordinators"]
     if not coordinators:
@@ -144,8 +187,18 @@ def _print_coordinators(data: Any) -> None:
 @url_option
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
 def status(url: str, as_json: bool) -> None:
-    """Show each coordinator's sync: state, pending changes, last success, last error."""
-    call(url, lambda c: c.get("coordinators"), print_json if as_json else _print_coordinators)
+    """Show each coordinator's sync, then one line per problem; exit 1 if a coordinator fails."""
+    with client(url) as c:
+        data = c.get("coordinators")
+        problems = c.get("health")["problems"]
+    if as_json:
+        print_json({**data, "problems": problems})
+    else:
+        _print_coordinators(data)
+        for problem in problems:
+            click.echo(f"problem: {problem}")
+    if any(co["state"] in FAILING for co in data["coordinators"]):
+        sys.exit(Failed.exit_code)
 
 
 @main.command()

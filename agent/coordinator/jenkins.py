@@ -20,10 +20,8 @@ from typing import Any
 import aiohttp
 
 from agent.config import CoordinatorSection
+from agent.coordinator.excerpt import excerpt, page
 from agent.credentials import CredentialError, read_token
-
-# Keep a rejected or failed request short in logs and in /api/coordinators.
-EXCERPT = 2000
 
 
 class Failure(enum.StrEnum):
@@ -197,7 +195,7 @@ class JenkinsClient:
                 Failure.AUTH,
                 f"{what}: HTTP 403: the user lacks a permission on node {self.node!r} "
                 "(needs Metadata/Update, Metadata/Replace, ExternalResource/EnableDisable "
-                f"and ExternalResource/LockRelease): {_excerpt(body)}",
+                f"and ExternalResource/LockRelease): {page(body)}",
                 status,
             )
         try:
@@ -207,15 +205,15 @@ class JenkinsClient:
         if isinstance(answer, dict) and answer.get("type") == "error":
             raise self._error(what, status, answer, params)
         if status >= 500 or answer is None:
-            request = {k: _excerpt(v) for k, v in params.items()}
+            request = {k: excerpt(v) for k, v in params.items()}
             raise JenkinsError(
                 Failure.SERVER,
-                f"{what}: HTTP {status}, not a Jenkins JSON answer: {_excerpt(body)} "
+                f"{what}: HTTP {status}, not a Jenkins JSON answer: {page(body)} "
                 f"(request: {request})",
                 status,
             )
         if status >= 400:
-            raise JenkinsError(Failure.SERVER, f"{what}: HTTP {status}: {_excerpt(body)}", status)
+            raise JenkinsError(Failure.SERVER, f"{what}: HTTP {status}: {page(body)}", status)
         return answer
 
     def _error(
@@ -239,23 +237,18 @@ class JenkinsClient:
             )
         if code in (1, 2):
             name = "ERR_BAD_CMD" if code == 1 else "ERR_BAD_DATA"
-            sent = _excerpt(params.get("data", json.dumps(dict(params))))
+            sent = excerpt(params.get("data", json.dumps(dict(params))))
             return JenkinsError(
                 Failure.REJECTED, f"{what}: {name}: {message}; rejected: {sent}", status
             )
         return JenkinsError(
-            Failure.SERVER, f"{what}: HTTP {status}: {_excerpt(str(answer))}", status
+            Failure.SERVER, f"{what}: HTTP {status}: {excerpt(str(answer))}", status
         )
 
 
 def _answer(answer: Any) -> Answer:
     if not isinstance(answer, dict) or answer.get("type") not in ("ok", "warning"):
         raise JenkinsError(
-            Failure.SERVER, f"unexpected answer from Jenkins: {_excerpt(str(answer))}"
+            Failure.SERVER, f"unexpected answer from Jenkins: {excerpt(str(answer))}"
         )
     return Answer(str(answer.get("message", "")), answer.get("errorCode") == 10)
-
-
-def _excerpt(text: str) -> str:
-    text = " ".join(text.split())
-    return text if len(text) <= EXCERPT else text[:EXCERPT] + "..."

@@ -151,6 +151,16 @@ class AdbSource(Service):
         self._task: asyncio.Task[None] | None = None
         self._tcp_task: asyncio.Task[None] | None = None
 
+    @property
+    def connected(self) -> bool:
+        """Whether the adb server answers now (health reports when it does not)."""
+        return self._connected
+
+    @property
+    def server(self) -> str:
+        """``host:port`` of the adb server."""
+        return str(self._host)
+
     async def start(self) -> None:
         """Start following; return after the first list (and its reads), or when adb is away."""
         self._task = asyncio.create_task(self._follow(), name="adb-source")

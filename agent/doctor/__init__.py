@@ -4,7 +4,8 @@ Each check is a small function answering ``Check`` results (name, ok, detail,
 fix). The checks look at the system the way the agent will meet it: the
 config it reads, the state directory and device nodes as its user, the port
 it binds (``system``), the adb server it asks, and each Jenkins it reports to
-(``services``, with the same client and request the coordinator sync uses).
+(``services``, with the same client and request the coordinator sync uses);
+and who may call it, and whether an agent runs on the state directory (``access``).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from agent.config import find_config
+from agent.doctor.access import check_jsonrpc_allow, check_state_lock, check_tls, check_tokens
 from agent.doctor.report import Check, as_json, as_text, failed
 from agent.doctor.services import check_adb, check_coordinator
 from agent.doctor.system import (
@@ -43,7 +45,11 @@ def run(config: Path | None, user_name: str | None = None) -> list[Check]:
         ]
     config_dir = found.parent if found is not None else None
     checks.append(check_state_dir(settings, user))
+    checks.append(check_state_lock(settings))
     checks.append(check_port(settings))
+    checks.append(check_jsonrpc_allow(settings))
+    checks.append(check_tokens(settings, config_dir))
+    checks.append(check_tls(settings, config_dir))
     checks.append(check_udev_rules(rules_path()))
     checks += check_usb_devices(settings, user)
     checks += check_adb(settings)

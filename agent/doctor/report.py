@@ -27,12 +27,18 @@ def failed(name: str, detail: str, fix: str) -> Check:
     return Check(name, False, detail, fix)
 
 
+def warned(name: str, detail: str, fix: str) -> Check:
+    """A check that passed, but with a risk worth its fix (it does not fail doctor)."""
+    return Check(name, True, detail, fix)
+
+
 def as_text(checks: Sequence[Check]) -> str:
-    """One line per check, the fix indented under each failure, and a verdict."""
+    """One line per check, the fix indented under each failure or warning, and a verdict."""
     lines = []
     for c in checks:
-        lines.append(f"{'ok  ' if c.ok else 'FAIL'}  {c.name}: {c.detail}")
-        if not c.ok:
+        label = "FAIL" if not c.ok else "warn" if c.fix else "ok  "
+        lines.append(f"{label}  {c.name}: {c.detail}")
+        if c.fix:
             lines.append(f"      fix: {c.fix}")
     bad = sum(not c.ok for c in checks)
     lines.append(f"{bad} problem{'s' if bad != 1 else ''} found" if bad else "all checks passed")

@@ -187,7 +187,9 @@ def _is_agent(host: str, port: int) -> bool:
             body = json.loads(resp.read())
     except (OSError, ValueError, RecursionError):  # RecursionError: nested too deeply
         return False
-    return isinstance(body, dict) and body.get("status") == "ok" and "resources" in body
+    return (
+        isinstance(body, dict) and body.get("status") in ("ok", "degraded") and "resources" in body
+    )
 
 
 def rules_path() -> Path:

@@ -31,7 +31,16 @@ from agent.authority import Authority
 from agent.config import RecoverySection, parse_hostport
 from agent.events import EventBus
 from agent.lifecycle import Service
-from agent.model import AdbState, Event, Kind, Phase, Resource, Rung, RungOutcome
+from agent.model import (
+    AdbState,
+    Event,
+    Kind,
+    Phase,
+    Resource,
+    Rung,
+    RungOutcome,
+    RungResult,
+)
 from agent.recovery.usb import port_of, uhubctl_cycle, write_switch
 from agent.sessions import phone
 from agent.sessions.phone import AdbLink, PhoneError
@@ -197,6 +206,8 @@ class Recovery(Service):
         for rung in (Rung.RECONNECT, Rung.REPLUG, Rung.POWER_CYCLE):
             outcome, detail = await self._rung(rung, res)
             self._say(res.id, say, f"recovery {rung.value}: {outcome.value}: {detail}")
+            # In the history, the audit trail and the metrics, as every change is.
+            await self._authority.recovery(res.id, RungResult(rung, outcome, detail))
             tried.append(f"{rung.value}: {outcome.value} ({detail})")
             if outcome is RungOutcome.RECOVERED:
                 return True

@@ -71,6 +71,9 @@ def setup(level: str) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
+    # The audit trail's changes (INFO) are written whatever the level; its refusals
+    # (DEBUG) only when asked for.
+    logging.getLogger("agent.audit").setLevel(min(logging.INFO, root.level))
     # aiohttp's access log is noise at info level; keep it for debugging.
     logging.getLogger("aiohttp.access").setLevel(
         logging.DEBUG if level == "debug" else logging.WARNING

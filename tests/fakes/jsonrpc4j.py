@@ -151,15 +151,18 @@ class JsonRpc4jClient:
         self,
         url: str,
         mode: Mode = Mode.PLUGIN_1_1,
-        jenkins: str = JENKINS,
+        jenkins: str | None = JENKINS,
         timeout: float = 10.0,
+        source: str | None = None,
     ) -> None:
+        """``jenkins`` None: a Jenkins without a root URL; ``source``: the address to call from."""
         host, _, port = url.removeprefix("http://").rstrip("/").rpartition(":")
         self.host = host
         self.port = int(port)
         self.mode = mode
         self.jenkins = jenkins
         self.timeout = timeout
+        self.source = source
         self.last_request: dict[str, Any] | None = None
 
     def reserve(self, resource: str, timeout: int | float, url: str) -> Result:
@@ -192,7 +195,10 @@ class JsonRpc4jClient:
     def post(self, payload: Any) -> Any:
         """POST one JSON-RPC payload with jsonrpc4j's headers; the parsed 200 answer."""
         body = json.dumps(payload).encode()
-        conn = http.client.HTTPConnection(self.host, self.port, timeout=self.timeout)
+        source = (self.source, 0) if self.source is not None else None
+        conn = http.client.HTTPConnection(
+            self.host, self.port, timeout=self.timeout, source_address=source
+        )
         try:
             conn.request(
                 "POST",
@@ -215,4 +221,7 @@ class JsonRpc4jClient:
             raise ProtocolViolation(f"the answer is not JSON: {data[:300]!r}") from exc
 
     def _client(self, url: str) -> dict[str, str]:
+        # json-lib leaves out a member whose value is null: no root URL, no id.
+        if self.jenkins is None:
+            return {"url": url}
         return {"id": self.jenkins, "url": url}

@@ -317,3 +317,38 @@ def test_unreadable_ca_file_is_a_finding_not_a_crash(setup: Setup, tmp_path: Pat
     check = report.check("coordinator")
     assert "cannot load ca_file" in check["detail"] and "missing-ca.pem" in check["detail"], check
     assert "ca_file" in check["fix"], check
+
+
+# ------------------------------------------------------------- who may call
+
+
+def test_without_tokens_doctor_warns_and_passes(setup: Setup) -> None:
+    report = setup.run()
+    assert report.code == 0, report.output
+    tokens = report.check("API tokens")
+    assert tokens["ok"] and "any local user can force-release and disable" in tokens["detail"]
+    assert "token_files" in tokens["fix"]
+    sources = report.check("JSON-RPC sources")
+    assert sources["ok"] and "127.0.0.0/8" in sources["detail"]
+    assert "add its host name or address to [server] jsonrpc_allow" in sources["detail"]
+    assert report.check("state lock")["detail"].startswith("no agent runs on ")
+
+
+def test_unusable_tokens_names_and_tls_files_fail(setup: Setup) -> None:
+    (setup.directory / "ci.token").write_text("short\n")
+    report = setup.run(
+        config={
+            "server": {
+                "token_files": {"ci": "ci.token"},
+                "jsonrpc_allow": ["localhost", "no-such-host.invalid"],
+                "tls_listen": "127.0.0.1:8443",
+                "tls_cert": "missing-cert.pem",
+                "tls_key": "missing-key.pem",
+            }
+        }
+    )
+    assert report.code == 1
+    assert sorted(report.failures()) == ["API tokens", "JSON-RPC sources", "TLS listener"]
+    assert "is 5 characters" in report.check("API tokens")["detail"]
+    assert "no-such-host.invalid does not resolve" in report.check("JSON-RPC sources")["detail"]
+    assert "missing-cert.pem" in report.check("TLS listener")["detail"]

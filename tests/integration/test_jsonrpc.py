@@ -340,7 +340,6 @@ def test_unknown_method(pool_agent: AgentProcess) -> None:
         ({"timeout": 3, "clientInfo": {"id": "j"}}, "resource"),
         ({"resource": "r", "timeout": "3", "clientInfo": {"id": "j"}}, "timeout"),
         ({"resource": "r", "timeout": 3}, "clientInfo"),
-        ({"resource": "r", "timeout": 3, "clientInfo": {"url": "u"}}, "clientInfo.id"),
         ({"resource": 7, "timeout": 3, "clientInfo": {"id": "j"}}, "resource"),
         ("r", "params"),
         ([reserve_params("a"), reserve_params("b")], "params"),

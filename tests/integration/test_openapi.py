@@ -15,8 +15,11 @@ from typing import Any
 import pytest
 from openapi_spec_validator import validate
 
+from agent.api.access import READS, RULES, Access
+from agent.api.allow import Allowlist
 from agent.api.app import make_app
 from agent.api.openapi import DOCUMENT
+from agent.api.tokens import Tokens
 from agent.model import Code
 from tests.agentproc import AgentProcess
 from tests.support.core import core_harness
@@ -31,7 +34,8 @@ def test_document_is_valid_openapi() -> None:
 async def app_routes(tmp_path: Path) -> set[tuple[str, str]]:
     """(METHOD, path) of every route the real app registers (HEAD comes with GET)."""
     async with core_harness(tmp_path) as core:
-        app = make_app(core.authority, "resource-agent://test")
+        access = Access(Tokens(), Allowlist([]))
+        app = make_app(core.authority, "resource-agent://test", access=access)
         return {
             (route.method, route.resource.canonical)
             for route in app.router.routes()
@@ -48,6 +52,19 @@ def test_every_route_is_documented_and_nothing_else(app_routes: set[tuple[str, s
     }
     assert app_routes - documented == set(), "registered but not documented"
     assert documented - app_routes == set(), "documented but not registered"
+
+
+def test_every_change_route_has_a_rule_of_its_own(app_routes: set[tuple[str, str]]) -> None:
+    # Without one a change is an administrator's (agent/api/access.py); with one, the rule
+    # was thought about, and the audit trail names its action.
+    changes = {(m, path) for m, path in app_routes if m not in READS}
+    assert changes - set(RULES) == set()
+    documented = {path for path, item in DOCUMENT["paths"].items() if "post" in item}
+    for method, path in changes:
+        security = DOCUMENT["paths"][path][method.lower()]["security"]
+        assert security in ([{}], [{"bearerToken": []}, {}]), path
+    assert documented == {path for _, path in changes}
+    assert "bearerToken" in DOCUMENT["components"]["securitySchemes"]
 
 
 def test_served_document_is_the_document(pool_agent: AgentProcess) -> None:

@@ -54,7 +54,12 @@ def state(agent: AgentProcess, rid: str) -> str:
 
 def test_health_counts_resources_and_holds(agent_factory: Callable[..., AgentProcess]) -> None:
     agent = agent_factory(resources=["a", "b", "c"])
-    assert agent.get("/api/health") == {"status": "ok", "resources": 3, "held": 0}
+    assert agent.get("/api/health") == {
+        "status": "ok",
+        "resources": 3,
+        "held": 0,
+        "problems": [],
+    }
     ok(agent, "b", "lock")
     assert agent.get("/api/health")["held"] == 1
 
@@ -183,8 +188,15 @@ def test_disable_and_enable(pool_agent: AgentProcess, rid: str) -> None:
     refused(post(pool_agent, rid, "reserve"), 409, Code.DISABLED, "battery swollen")
     refused(post(pool_agent, rid, "lock"), 409, Code.DISABLED)
     enabled = ok(pool_agent, rid, "enable")
-    assert (enabled["enabled"], enabled["disabled_reason"], enabled["state"]) == (True, "", "free")
+    # The reason stays, for whoever wonders why it was off, until a new one is given.
+    assert (enabled["enabled"], enabled["disabled_reason"], enabled["state"]) == (
+        True,
+        "battery swollen",
+        "free",
+    )
     ok(pool_agent, rid, "enable")  # enabling twice is fine
+    assert ok(pool_agent, rid, "disable")["disabled_reason"] == "battery swollen"
+    assert ok(pool_agent, rid, "disable", {"reason": "cracked"})["disabled_reason"] == "cracked"
 
 
 def test_history_is_newest_first_and_limited(pool_agent: AgentProcess, rid: str) -> None:

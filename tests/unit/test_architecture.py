@@ -16,7 +16,13 @@ ROOT = Path(__file__).parents[2] / "agent"
 MAX_LINES = 400
 
 VOCABULARY = {"agent.model"}
-SHARED = {"agent.config", "agent.credentials", "agent.lifecycle", "agent.android"}
+SHARED = {
+    "agent.config",
+    "agent.credentials",
+    "agent.lifecycle",
+    "agent.android",
+    "agent.addresses",
+}
 CORE = {
     "agent.registry",
     "agent.ledger",
@@ -28,6 +34,8 @@ CORE = {
     "agent.events",
     "agent.core",
     "agent.waitlist",
+    "agent.actions",
+    "agent.statelock",
 }
 # The parts of the sources the config reads: their rule grammars, nothing that runs.
 GRAMMAR = {
@@ -53,6 +61,7 @@ def layer(module: str) -> str:
         ("agent.systemd", "sinks"),
         ("agent.sessions", "sinks"),
         ("agent.recovery", "sinks"),
+        ("agent.audit", "sinks"),
         ("agent.api", "api"),
     ):
         if module == prefix or module.startswith(prefix + "."):
@@ -107,6 +116,8 @@ def test_the_layers_are_what_the_package_docstring_says() -> None:
     assert layer("agent.discovery.udev") == "sources"
     assert layer("agent.coordinator.sync") == "sinks"
     assert layer("agent.systemd.supervision") == "sinks"
+    assert layer("agent.audit") == "sinks"
+    assert {layer(m) for m in ("agent.actions", "agent.statelock")} == {"core"}
     assert layer("agent.api.rest") == "api"
     assert {layer(m) for m in ("agent.cli", "agent.doctor", "agent.daemon")} == {"tools"}
 

@@ -524,7 +524,7 @@ def test_enable_again(reg: Registry) -> None:
     events = reg.enable("phone1")
     assert types(events) == [EventType.ENABLED]
     assert events[0].resource.enabled
-    assert events[0].resource.disabled_reason == ""
+    assert events[0].resource.disabled_reason == "x"  # kept until a new one is given
     assert reg.enable("phone1") == []  # nothing changed, no event
     hold, _ = reg.reserve("phone1", 60, QUEUED)
     assert hold.kind is HoldKind.RESERVED
@@ -533,9 +533,13 @@ def test_enable_again(reg: Registry) -> None:
 def test_disable_idempotent_but_reason_change_is_event(reg: Registry) -> None:
     assert types(reg.disable("phone1", "a")) == [EventType.DISABLED]
     assert reg.disable("phone1", "a") == []
+    assert reg.disable("phone1") == []  # no reason given: the last one stays
     events = reg.disable("phone1", "b")
     assert types(events) == [EventType.DISABLED]
     assert events[0].resource.disabled_reason == "b"
+    reg.enable("phone1")
+    [again] = reg.disable("phone1")
+    assert (again.resource.enabled, again.resource.disabled_reason) == (False, "b")
 
 
 def test_enable_disable_unknown(reg: Registry) -> None:

@@ -368,10 +368,12 @@ class RegistryMachine(RuleBasedStateMachine):
             if reason is None:
                 if m.enabled:
                     return m, types
-                return replace(m, enabled=True, reason=""), [*types, EventType.ENABLED]
-            if not m.enabled and m.reason == reason:
+                # The reason outlives the disable, until a new one is given.
+                return replace(m, enabled=True), [*types, EventType.ENABLED]
+            given = reason or m.reason
+            if not m.enabled and m.reason == given:
                 return m, types
-            return replace(m, enabled=False, reason=reason), [*types, EventType.DISABLED]
+            return replace(m, enabled=False, reason=given), [*types, EventType.DISABLED]
 
         def act() -> tuple[None, list[Event]]:
             if reason is None:

@@ -1,0 +1,74 @@
+"""The audit trail: one structured log line per change, and one per refused change.
+
+Changes come from the event bus, so a line is written only for what is on
+disk, and says what the history says (agent/actions.py names the action and
+carries the caller). Refusals come from the API, which is the only place they
+are seen: changes are logged at INFO, refusals at DEBUG with their reason.
+
+Lines are ``key=value`` pairs on the ``agent.audit`` logger, journald-friendly:
+no colour, one line whatever the values hold (a value with a space, a quote,
+``=`` or a control character is written as a JSON string, so a holder URL
+with a newline cannot forge a second line). Keys and tokens never appear:
+a token is named by its name in ``[server] token_files``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+
+from agent.actions import action_of, detail_of, holder_of
+from agent.model import Action, Caller, Event, Holder
+
+log = logging.getLogger("agent.audit")
+
+_PLAIN = re.compile(r"^[A-Za-z0-9._:/@+,-]+$")
+AGENT = "agent"  # the caller of what the agent does by itself
+
+
+def _value(value: str) -> str:
+    return value if _PLAIN.match(value) else json.dumps(value, ensure_ascii=False)
+
+
+def line(**fields: str | None) -> str:
+    """``key=value ...`` in the order given; None and empty values are left out."""
+    return " ".join(f"{k}={_value(v)}" for k, v in fields.items() if v)
+
+
+def _who(
+    action: Action, resource_id: str, holder: Holder | None, caller: Caller | None
+) -> dict[str, str | None]:
+    return {
+        "action": action.value,
+        "resource": resource_id,
+        "holder_id": holder.id if holder is not None else None,
+        "holder_url": holder.url if holder is not None else None,
+        "address": caller.address if caller is not None else AGENT,
+        "token": (caller.token or "-") if caller is not None else None,
+    }
+
+
+def audit(event: Event) -> None:
+    """A bus subscriber: the line for a committed change (nothing for other events)."""
+    action = action_of(event)
+    if action is None:
+        return
+    fields = _who(action, event.resource.id, holder_of(event), event.caller)
+    log.info("%s", line(**fields, outcome="ok", detail=detail_of(event, action)))
+
+
+def refused(
+    action: Action,
+    resource_id: str | None,
+    *,
+    holder: Holder | None,
+    caller: Caller | None,
+    code: int,
+    reason: str,
+) -> None:
+    """The line for a change the agent said no to, and why."""
+    if not log.isEnabledFor(logging.DEBUG):
+        return
+    fields = _who(action, resource_id or "", holder, caller)
+    log.debug("%s", line(**fields, outcome="refused", code=str(code), reason=reason))
