@@ -17,3 +17,10 @@ config and each other, never the core's machinery (they report through a FactSin
 import the core; the API imports the core and the sinks; only tools import everything.
 config, credentials and lifecycle are shared helpers below all of them.
 """
+
+from importlib.metadata import PackageNotFoundError, version
+
+try:
+    __version__ = version("resource-agent")
+except PackageNotFoundError:  # run from a checkout that pip never installed
+    __version__ = "0+unknown"

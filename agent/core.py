@@ -43,12 +43,14 @@ async def build_core(
     on_fatal: Callable[[BaseException], None],
     grace: float = 30.0,
     needs_session: Callable[[Resource], bool] = no_sessions,
+    observe_commit: Callable[[float], None] | None = None,
 ) -> AsyncIterator[Core]:
     """The core on the database in ``state_dir``; ``on_fatal`` hears of a failed commit.
 
-    ``needs_session(res)``: whether a lock on ``res`` is provisioned and torn down.
+    ``needs_session(res)``: whether a lock on ``res`` is provisioned and torn down;
+    ``observe_commit(seconds)``: how long each commit took (called on the writer thread).
     """
-    store = Store(state_dir / STATE_FILE, clock)
+    store = Store(state_dir / STATE_FILE, clock, observe_commit)
     try:
         registry = Registry(clock, grace=grace, needs_session=needs_session)
         registry.restore(store.load())

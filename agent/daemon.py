@@ -17,7 +17,9 @@ import time
 from pathlib import Path
 from typing import Any
 
+from agent import __version__
 from agent.api.app import make_app, serving
+from agent.api.stream import About
 from agent.config import Settings
 from agent.coordinator.reaper import Reaper
 from agent.coordinator.sync import Coordinators, CoordinatorSync
@@ -26,6 +28,8 @@ from agent.discovery.adb import AdbSource
 from agent.discovery.inventory import Inventory
 from agent.discovery.static import StaticSource
 from agent.discovery.udev import UdevSource
+from agent.metrics.families import Meters
+from agent.metrics.sink import MetricsSink
 from agent.sessions.journal import Journal
 from agent.sessions.manager import Sessions
 from agent.sessions.rules import rule_for
@@ -63,6 +67,8 @@ class Daemon:
         self.config_dir = config_dir  # a relative token_file is beside the config (no systemd)
         self._stop = asyncio.Event()
         self._exit_code = 0
+        self._meters = Meters()
+        self._started = time.time()
 
     def request_stop(self, exit_code: int = 0) -> None:
         """Begin an orderly shutdown."""
@@ -85,6 +91,7 @@ class Daemon:
                 on_fatal=self._fatal,
                 grace=settings.agent.grace_period,
                 needs_session=lambda res: rule_for(settings.session, res) is not None,
+                observe_commit=self._meters.commit_seconds.observe,
             ) as core:
                 await self._serve(core)
         except StartFailed:
@@ -108,6 +115,11 @@ class Daemon:
             ]
         )
         supervision = Supervision(Notifier(), core.bus, core.snapshot, coordinators.health)
+        node = settings.agent.node
+        metrics = MetricsSink(
+            self._meters, core.bus, core.snapshot, coordinators.status,
+            node=node, version=__version__,
+        )  # fmt: skip
         inventory = Inventory(core.authority, adb_enabled=settings.adb.enabled)
         sessions = Sessions(
             core.authority,
@@ -127,19 +139,29 @@ class Daemon:
         )
         async with contextlib.AsyncExitStack() as stack:
             await _enter(stack, supervision, "systemd supervision")
+            await _enter(stack, metrics, "metrics")
             # Before the sources: a phase a restart interrupted is finished first.
             await _enter(stack, sessions, "sessions")
             await _enter(stack, waitlist, "waitlist")
-            await _enter(stack, StaticSource(core.authority, settings.resource), "static resources")
+            static = StaticSource(core.authority, settings.resource, core.snapshot)
+            await _enter(stack, static, "static resources")
             if settings.udev.enabled:
-                await _enter(stack, UdevSource(inventory, settings.match), "UdevSource")
+                udev = UdevSource(inventory, settings.match, self._meters)
+                await _enter(stack, udev, "UdevSource")
             if settings.adb.enabled:
-                await _enter(stack, AdbSource(inventory, settings.adb), "AdbSource")
+                adb = AdbSource(inventory, settings.adb, meters=self._meters)
+                await _enter(stack, adb, "AdbSource")
             await _enter(stack, coordinators, "coordinator sync")
             await _enter(stack, reaper, "stale-lock reaper")
             host, port = settings.server.address
             app = make_app(
-                core.authority, identity, coordinators, sessions=sessions, waitlist=waitlist
+                core.authority,
+                identity,
+                coordinators,
+                sessions=sessions,
+                waitlist=waitlist,
+                meters=self._meters,
+                about=About(node, __version__, self._started),
             )
             try:
                 await stack.enter_async_context(serving(app, host, port))

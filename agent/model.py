@@ -197,6 +197,7 @@ class Code(enum.IntEnum):
     CLEANING = 11  # released moments ago and still being cleaned
     QUARANTINED = 12
     PROVISIONING_FAILED = 13  # locked, then released: preparing it failed
+    PRESENT = 14  # forget refused: the resource is connected
     # Wire-level problems (REST and CLI only; JSON-RPC has its own error codes).
     MALFORMED_REQUEST = 20
     TOO_LARGE = 21
@@ -228,6 +229,7 @@ class EventType(enum.StrEnum):
     DISABLED = "disabled"
     PROVISIONED = "provisioned"  # the session's provisioning ended (the resource says how)
     CLEANED = "cleaned"  # the session's teardown ended (the resource says how)
+    REMOVED = "removed"  # retired from the config, or forgotten by an administrator
 
 
 HOLD_ENDING = frozenset({EventType.RELEASED, EventType.EXPIRED})

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import contextlib
+import time
 from collections.abc import AsyncIterator
 
 from aiohttp import web
 
-from agent.api import jsonrpc, openapi, rest
+from agent import __version__
+from agent.api import jsonrpc, metrics, openapi, page, rest
 from agent.api import sessions as sessions_api
+from agent.api.stream import About, EventStream
 from agent.api.wire import (
     AUTHORITY,
     COORDINATORS,
@@ -21,6 +24,8 @@ from agent.api.wire import (
     DirectLock,
 )
 from agent.authority import Authority
+from agent.config import short_hostname
+from agent.metrics.families import Meters
 from agent.sessions.manager import Sessions
 from agent.waitlist import Waitlist
 
@@ -40,13 +45,20 @@ def make_app(
     *,
     sessions: Sessions | None = None,
     waitlist: Waitlist | None = None,
+    meters: Meters | None = None,
+    about: About | None = None,
 ) -> web.Application:
     """Build the application around the authority; ``identity`` names local holders.
 
     Locks go through ``sessions`` when given (provisioning, the session API),
-    straight to the authority otherwise.
+    straight to the authority otherwise. ``meters`` are what ``/metrics``
+    shows (a fresh set when not given); ``about`` heads the status page.
     """
-    app = web.Application(client_max_size=MAX_BODY, middlewares=[rest.errors])
+    app = web.Application(
+        client_max_size=MAX_BODY,
+        middlewares=[metrics.observe, rest.errors, metrics.refusals],
+    )
+    app[metrics.METERS] = meters if meters is not None else Meters()
     app[AUTHORITY] = authority
     app[IDENTITY] = identity
     app[LOCKER] = sessions if sessions is not None else DirectLock(authority)
@@ -57,7 +69,19 @@ def make_app(
     app[WAITLIST] = (
         waitlist if waitlist is not None else Waitlist(authority.registry, authority.bus)
     )
+    stream = EventStream(
+        authority,
+        about or About(short_hostname(), __version__, time.time()),
+        coordinators,
+        (lambda res: sessions.rule(res) is not None) if sessions is not None else None,
+    )
+    app.cleanup_ctx.append(stream.context)
+    app.on_shutdown.append(stream.close_clients)
     app.router.add_post("/", jsonrpc.handle)
+    app.router.add_get("/", page.index)
+    app.router.add_get("/ui/{file}", page.asset)
+    app.router.add_get("/api/events", stream.handle)
+    app.router.add_get("/metrics", metrics.metrics)
     app.router.add_get("/api/openapi.json", openapi_document)
     app.router.add_routes(rest.routes)
     app.router.add_routes(sessions_api.routes)

@@ -17,6 +17,7 @@ from typing import Any, Literal
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from agent.api.metrics import refused
 from agent.api.wire import AUTHORITY, LOCKER, BadJSON, dumps, parse_json
 from agent.model import Code, Hold, Holder, Refused, isotime, local_offset
 
@@ -187,6 +188,8 @@ async def _dispatch(app: web.Application, method: str, params: Any, id_: Any) ->
     try:
         result = await handler(app, parsed)
     except Refused as refusal:
+        if handler is not _release:
+            refused(app, method.rsplit(".", 1)[-1].lower(), refusal.code)
         result = _result(refusal.code, refusal.message, None, time.time())
     except Exception:
         log.exception("JSON-RPC %s failed", method)

@@ -229,6 +229,13 @@ async def disable(request: web.Request) -> web.Response:
     return answer(ResourceOut.of(res))
 
 
+@routes.post("/api/resources/{id}/forget")
+async def forget(request: web.Request) -> web.Response:
+    """Drop an absent resource for good (an administrator's word: it is not coming back)."""
+    await read_body(request, EmptyBody)
+    return answer(ResourceOut.of(await request.app[AUTHORITY].forget(request.match_info["id"])))
+
+
 @web.middleware
 async def errors(request: web.Request, handler: Any) -> web.StreamResponse:
     """Turn refusals and HTTP errors under /api/ into the JSON error body."""

@@ -96,7 +96,11 @@ class ResourceOut(Out):
     disabled_reason: str
     present: bool = Field(description="Seen by its source right now.")
     gone: bool = Field(description="Absent for the whole grace period.")
-    health: str | None = Field(description="Null when usable, else why not.")
+    health: str | None = Field(description="What its source says is wrong with it; null: nothing.")
+    problem: str | None = Field(
+        description="Why it cannot be used: its health, else its fault (quarantined, teardown "
+        "failed: until an administrator enables it); null when usable."
+    )
     holder: HoldOut | None
     metadata: dict[str, str]
 
@@ -114,6 +118,7 @@ class ResourceOut(Out):
             present=res.present,
             gone=res.gone,
             health=res.health,
+            problem=res.problem,
             holder=HoldOut.of(res.hold) if res.hold is not None else None,
             metadata=dict(res.metadata),
         )

@@ -40,6 +40,7 @@ from agent.config import AdbSection, parse_hostport
 from agent.discovery.adb_host import AdbHost, AdbHostError
 from agent.discovery.inventory import AdbFacts, Inventory
 from agent.lifecycle import Service
+from agent.metrics.families import Meters
 from agent.model import ID_PATTERN, AdbState
 
 log = logging.getLogger(__name__)
@@ -55,6 +56,7 @@ PROPS: dict[str, tuple[str, ...]] = {
     "abi": ("ro.product.cpu.abi",),
     "fingerprint": ("ro.build.fingerprint", "ro.vendor.build.fingerprint"),
 }
+_STATES = frozenset(s.value for s in AdbState)
 MAX_VALUE = 200  # metadata values travel to Jenkins and into environment variables
 READ_TIMEOUT = 10.0
 STARTUP_TIMEOUT = 10.0
@@ -122,10 +124,13 @@ class AdbSource(Service):
         read_timeout: float = READ_TIMEOUT,
         startup_timeout: float = STARTUP_TIMEOUT,
         tcp_recheck: float = TCP_RECHECK,
+        *,
+        meters: Meters | None = None,
     ) -> None:
         host, port = parse_hostport(settings.server)
         self._host = AdbHost(host, port)
         self._inventory = inventory
+        self._meters = meters
         self._allow_remote = settings.allow_remote
         self._battery_interval = settings.battery_interval
         self._read_timeout = read_timeout
@@ -241,6 +246,7 @@ class AdbSource(Service):
         self._ignored = ignored
         for serial in [s for s in self._phones if s not in listed]:
             log.info("adb: %s is no longer listed", serial)
+            self._count("gone")
             _cancel(self._phones.pop(serial))
             self._inventory.adb_removed(serial)
         for serial, state in listed.items():
@@ -250,6 +256,7 @@ class AdbSource(Service):
             if phone.state == state:
                 continue
             log.info("adb: %s is %s", serial, state)
+            self._count(state)
             _cancel(phone)
             phone.state = state
             phone.ready = asyncio.Event()
@@ -257,6 +264,12 @@ class AdbSource(Service):
                 phone.watcher = asyncio.create_task(self._watch(phone), name=f"adb-{serial}")
             else:
                 self._report(phone)
+
+    def _count(self, state: str) -> None:
+        if self._meters is not None:
+            # A word this agent does not know counts as unknown: labels stay a closed set.
+            known = state if state == "gone" or state in _STATES else AdbState.UNKNOWN
+            self._meters.adb_events.labels(known).inc()
 
     # -------------------------------------------------------------- reading
 

@@ -16,7 +16,13 @@ ROOT = Path(__file__).parents[2] / "agent"
 MAX_LINES = 400
 
 VOCABULARY = {"agent.model"}
-SHARED = {"agent.config", "agent.credentials", "agent.lifecycle", "agent.android"}
+SHARED = {
+    "agent.config",
+    "agent.credentials",
+    "agent.lifecycle",
+    "agent.android",
+    "agent.metrics.families",  # what every layer counts into
+}
 CORE = {
     "agent.registry",
     "agent.ledger",
@@ -52,6 +58,7 @@ def layer(module: str) -> str:
         ("agent.coordinator", "sinks"),
         ("agent.systemd", "sinks"),
         ("agent.sessions", "sinks"),
+        ("agent.metrics", "sinks"),
         ("agent.api", "api"),
     ):
         if module == prefix or module.startswith(prefix + "."):
