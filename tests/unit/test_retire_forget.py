@@ -67,7 +67,7 @@ def test_a_retired_lease_that_runs_out_removes_it(reg: Registry, clock: FakeCloc
 def test_a_refused_command_after_the_expiry_still_removes_it_later(
     reg: Registry, clock: FakeClock
 ) -> None:
-    hold, _ = reg.lock("printer", None, BUILD, lease=5)
+    reg.lock("printer", None, BUILD, lease=5)
     reg.retire("printer")
     clock.advance(6)
     # The expiry applied lazily by this refused release is undone, then applied by tick.
