@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from agent.model import Code, Description, EndReason, EventType, Kind, Refused, Resource
+from agent.model import Code, Description, EndReason, Event, EventType, Kind, Refused, Resource
 from agent.registry import Registry
 from tests.support.clock import FakeClock
 from tests.support.core import core_harness
@@ -28,8 +28,8 @@ def reg(clock: FakeClock) -> Registry:
     return registry
 
 
-def types(events: list[object]) -> list[EventType]:
-    return [e.type for e in events]  # type: ignore[attr-defined]
+def types(events: list[Event]) -> list[EventType]:
+    return [e.type for e in events]
 
 
 def code_of(fn: object, *args: object) -> Code:
