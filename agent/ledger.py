@@ -63,6 +63,11 @@ class Ledger:
         """
         return self._due(self._require(resource_id))[0]
 
+    def find(self, resource_id: str) -> Resource | None:
+        """Like ``get``, but None for an unknown id."""
+        res = self._resources.get(resource_id)
+        return None if res is None else self._due(res)[0]
+
     def resources(self) -> list[Resource]:
         """Every resource as it is now (like ``get``), sorted by id."""
         return [self._due(self._resources[k])[0] for k in sorted(self._resources)]
