@@ -99,8 +99,9 @@ def test_coordinator_requests_and_sync_lag(agent_factory: AgentFactory) -> None:
         )
         url = server.url
         m = wait_for(
-            lambda: (s := Scrape(agent)).value(P + "coordinator_in_sync", coordinator=url) == 1
-            and s
+            lambda: (
+                (s := Scrape(agent)).value(P + "coordinator_in_sync", coordinator=url) == 1 and s
+            )
         )
         assert m.value(P + "coordinator_requests_total", coordinator=url, result="ok") >= 2
         assert m.value(P + "coordinator_sync_lag_seconds", coordinator=url) == 0
@@ -108,12 +109,14 @@ def test_coordinator_requests_and_sync_lag(agent_factory: AgentFactory) -> None:
         server.down()
         assert agent.post("/api/resources/a/disable", {}).status == 200
         m = wait_for(
-            lambda: (s := Scrape(agent)).value(
-                P + "coordinator_requests_total", coordinator=url, result="unreachable"
+            lambda: (
+                (s := Scrape(agent)).value(
+                    P + "coordinator_requests_total", coordinator=url, result="unreachable"
+                )
+                > 0
+                and s.value(P + "coordinator_sync_lag_seconds", coordinator=url) > 0
+                and s
             )
-            > 0
-            and s.value(P + "coordinator_sync_lag_seconds", coordinator=url) > 0
-            and s
         )
         assert m.value(P + "coordinator_pending", coordinator=url) == 1
         assert m.value(P + "coordinator_in_sync", coordinator=url) == 0

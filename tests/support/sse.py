@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import http.client
 import json
-import socket
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
@@ -70,7 +69,7 @@ class EventReader:
         sock.settimeout(seconds)
         try:
             self.next()
-        except (TimeoutError, socket.timeout):
+        except TimeoutError:
             return True
         return False
 
