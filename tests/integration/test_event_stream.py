@@ -40,6 +40,7 @@ def test_snapshot_then_each_change_without_keys(agent_factory: AgentFactory) -> 
         assert released.ok
         ended = events.next()
         assert (ended.data["type"], ended.data["ended"]) == ("released", "released")
+        assert reserved.key
         for sse in (first, second, ended):
             assert reserved.key not in str(sse.data)  # a key is a capability: never streamed
 
