@@ -5,9 +5,12 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN     = $(VENV)/bin
 # System tools the tests drive for real: umockdev (fake udev), udev (udevadm),
-# adb (the real adb server), systemd-analyze (unit checks), libusb (pyusb).
-SYSTEM_TOOLS = umockdev-wrapper umockdev-run udevadm adb systemd-analyze systemd-sysusers unshare
-SYSTEM_PKGS  = umockdev libumockdev0 udev adb systemd libusb-1.0-0 util-linux
+# adb (the real adb server), systemd-analyze (unit checks), libusb (pyusb),
+# chromium + chromedriver (the status page in a real browser), promtool (the alert rules).
+SYSTEM_TOOLS = umockdev-wrapper umockdev-run udevadm adb systemd-analyze systemd-sysusers unshare \
+               chromium chromedriver promtool
+SYSTEM_PKGS  = umockdev libumockdev0 udev adb systemd libusb-1.0-0 util-linux \
+               chromium chromium-driver prometheus
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: run test lint bench system-deps install uninstall clean
