@@ -17,6 +17,7 @@ from urllib.parse import quote, urlsplit
 
 import click
 
+from agent import __version__
 from agent.client import ApiRefusal, Client, Unreachable
 
 
@@ -64,9 +65,16 @@ url_option = click.option(
 )
 
 
-@click.group()
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "show_default": True})
+@click.version_option(__version__, "-V", "--version", prog_name="resource-agent")
 def main() -> None:
-    """Find phones and USB devices, and lock them for Jenkins builds and people."""
+    """Find phones and USB devices, and lock them for Jenkins builds and people.
+
+    Exit codes: 0 done, 1 refused (the reason is printed), 2 usage error,
+    3 agent unreachable. Shell completion (bash): eval
+    "$(_RESOURCE_AGENT_COMPLETE=bash_source resource-agent)"; zsh_source and
+    fish_source for zsh and fish (README.md).
+    """
 
 
 @contextlib.contextmanager
