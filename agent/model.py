@@ -31,6 +31,26 @@ def check_metadata_name(name: str) -> None:
         )
 
 
+def metadata_value(value: object) -> object:
+    """A metadata value as Jenkins matches it: TOML's numbers and booleans become strings.
+
+    ``api = 34`` and ``rooted = true`` in a config mean "34" and "true" to a
+    job that selects on them; anything else is left for the validator to refuse.
+    """
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return str(value)
+    return value
+
+
+def metadata_values(values: object) -> object:
+    """``metadata_value`` on every value of a table (a pydantic "before" validator's job)."""
+    if isinstance(values, dict):
+        return {name: metadata_value(v) for name, v in values.items()}
+    return values
+
+
 class HoldKind(enum.StrEnum):
     """What a hold is: a short reservation or a lock."""
 

@@ -16,7 +16,14 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from agent.discovery import FactSink
 from agent.lifecycle import Service
-from agent.model import ID_PATTERN, Description, Kind, Resource, check_metadata_name
+from agent.model import (
+    ID_PATTERN,
+    Description,
+    Kind,
+    Resource,
+    check_metadata_name,
+    metadata_values,
+)
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +37,8 @@ class StaticResource(BaseModel):
     name: str | None = None
     description: str = ""
     metadata: dict[str, str] = Field(default_factory=dict)
+
+    _strings = field_validator("metadata", mode="before")(metadata_values)
 
     @field_validator("metadata")
     @classmethod
