@@ -31,9 +31,11 @@ $(VENV)/.installed-test: $(VENV)/.installed
 	$(BIN)/pip install -q -e '.[test]'
 	touch $@
 
-## Run the agent in the foreground; no config file needed.
+## Run the agent in the foreground; no config file needed. Without --config in ARGS its
+## state stays in the checkout ($(RUN_STATE)), never in the production /var/lib/resource-agent.
+RUN_STATE ?= $(CURDIR)/.state
 run: $(VENV)/.installed
-	$(BIN)/resource-agent serve $(ARGS)
+	$(BIN)/resource-agent serve $(if $(findstring --config,$(ARGS)),,--state-dir $(RUN_STATE)) $(ARGS)
 
 system-deps:
 	@missing=0; for t in $(SYSTEM_TOOLS); do command -v $$t >/dev/null || missing=1; done; \
