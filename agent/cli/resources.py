@@ -9,7 +9,7 @@ import click
 
 from agent.cli.base import call, holder_name, main, print_hold, print_json, url_option
 from agent.cli.options import Seconds, json_option, resource_argument, seconds_option
-from agent.cli.table import CUTTABLE, RESOURCE_HEADER, render, resource_rows
+from agent.cli.table import RESOURCE_HEADER, print_resources, resource_rows
 
 TIMEOUT = Seconds()
 LEASE = Seconds()
@@ -22,7 +22,7 @@ def printer(as_json: bool, text: Callable[[Any], None]) -> Callable[[Any], None]
 
 def print_table(data: Any) -> None:
     """``list``'s table."""
-    click.echo(render(RESOURCE_HEADER, resource_rows(data["resources"]), CUTTABLE))
+    print_resources(data["resources"])
 
 
 @main.command(name="list")

@@ -14,6 +14,8 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+import click
+
 MIN_WIDTH = 6  # a column is never cut below this
 CUT = "…"
 
@@ -127,6 +129,11 @@ def render(
         cells = [_cut(c, w).ljust(w) for c, w in zip(r, widths, strict=True)]
         lines.append("  ".join(cells).rstrip())
     return "\n".join(lines)
+
+
+def print_resources(resources: Sequence[dict[str, Any]]) -> None:
+    """``list``'s table, on stdout."""
+    click.echo(render(RESOURCE_HEADER, resource_rows(resources), CUTTABLE))
 
 
 def _cut(text: str, room: int) -> str:

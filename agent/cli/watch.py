@@ -18,7 +18,7 @@ from typing import Any
 import click
 
 from agent.cli.base import NoAgent
-from agent.cli.resources import print_table
+from agent.cli.table import print_resources
 from agent.client import ApiRefusal, Client, Unreachable
 
 RECONNECT = 1.0  # seconds between attempts while the agent is away
@@ -80,4 +80,4 @@ def _redraw(resources: dict[str, Any]) -> None:
         click.clear()
     else:
         click.echo(f"--- {datetime.now().astimezone().isoformat(timespec='seconds')}")
-    print_table({"resources": [resources[k] for k in sorted(resources)]})
+    print_resources([resources[k] for k in sorted(resources)])

@@ -48,6 +48,7 @@ REST_BASES: dict[str, dict[str, Any]] = {
     "renew": {"key": "k"},
     "enable": {},
     "disable": {"reason": "r"},
+    "forget": {},
 }
 
 
