@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from agent.coordinator.jenkins import client_info, describe, holder_name, resource_value
+from agent.coordinator.documents import client_info, describe, holder_name, resource_value
 from agent.model import EndReason, Hold, Holder, HoldKind, Phase, Resource
 
 

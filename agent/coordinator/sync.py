@@ -32,14 +32,13 @@ from typing import TypeVar
 
 from agent.config import CoordinatorSection
 from agent.coordinator import plan
+from agent.coordinator.documents import parse_tree, tree_document
 from agent.coordinator.jenkins import (
     Answer,
     Failure,
     JenkinsClient,
     JenkinsError,
     client_for,
-    parse_tree,
-    tree_document,
 )
 from agent.coordinator.plan import Belief, Ending, Post
 from agent.coordinator.status import HEALTHY, WAITING, SyncError, SyncState, SyncStatus

@@ -211,6 +211,9 @@ class Sessions(Service):
         except StepFailed as exc:
             self.journal.line(live, f"cannot start: {exc.message}")
             outcome = Outcome(False, "start", exc.message, tuple(live.tail(TAIL)))
+        except Exception as exc:  # a bug must not leave the resource provisioning for ever
+            log.exception("provisioning %s failed", res.id)
+            outcome = Outcome(False, None, f"internal error: {exc!r}")
         quarantine_after = rule.quarantine_after if rule is not None else 1
         self._finish(run, outcome)
         failure = None if outcome.ok else refusal(res.id, outcome)
@@ -260,8 +263,12 @@ class Sessions(Service):
         rule = self.rule(res)
         ctx = self._context(res, "teardown", live)
         outcome = Outcome(True)
-        if rule is not None:
-            outcome = await self._steps(rule.teardown, ctx, live, stop_at_failure=False)
+        try:
+            if rule is not None:
+                outcome = await self._steps(rule.teardown, ctx, live, stop_at_failure=False)
+        except Exception as exc:  # a bug must not leave the resource cleaning for ever
+            log.exception("teardown of %s failed", res.id)
+            outcome = Outcome(False, None, f"internal error: {exc!r}")
         self.journal.line(live, f"teardown {'done' if outcome.ok else 'FAILED'}")
         status = Status.CLEAN if outcome.ok else Status.DIRTY
         self.journal.update(live, status=status, failed_step=outcome.step, message=outcome.message)

@@ -51,6 +51,13 @@ class ServerClient(AdbClient):
         super().__init__(host, port, socket_timeout=timeout)
         self.address = (host, port)
         self._timeout = timeout
+        self._version: int | None = None
+
+    def server_version(self) -> int:
+        """The server's protocol version, asked once (adbutils asks before every device call)."""
+        if self._version is None:
+            self._version = int(super().server_version())
+        return self._version
 
     def make_connection(self, timeout: float | None = None) -> AdbConnection:
         """A connection to the server with ``timeout`` on every read."""

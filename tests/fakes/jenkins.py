@@ -27,6 +27,7 @@ import binascii
 import contextlib
 import copy
 import json
+import re
 import ssl
 import threading
 import time
@@ -43,6 +44,8 @@ TLS_CERT = Path(__file__).parent / "tls" / "cert.pem"
 TLS_KEY = Path(__file__).parent / "tls" / "key.pem"
 
 # Permissions, named as Jenkins names them.
+# A build's JSON API below a job, folders included (job/a/job/b/7/api/json).
+BUILD_API = re.compile(r"^/(job/[^/]+/)+\d+/api/json$")
 READ = "Overall/Read"
 METADATA_UPDATE = "Metadata/Update"
 METADATA_REPLACE = "Metadata/Replace"
@@ -78,7 +81,11 @@ HTTPCLI_COMMANDS: dict[str, tuple[tuple[str, ...], str]] = {
 
 
 class HtmlError(Exception):
-    """Jenkins answers HTTP 500 with an HTML page (an uncaught exception)."""
+    """Jenkins answers with an HTML page: 500 for an uncaught exception, 404 for no such page."""
+
+    def __init__(self, message: str, status: int = 500) -> None:
+        super().__init__(message)
+        self.status = status
 
 
 class JsonError(Exception):
@@ -303,6 +310,8 @@ class FakeJenkins:
         self.reject_names: set[str] = set()
         # Changes are applied but answered WARN_NO_SAVE (Jenkins could not write its disk).
         self.no_save = False
+        # Builds by URL below the root (``job/phone-tests/12/``): True while building.
+        self.builds: dict[str, bool] = {}
         self.lock = threading.Lock()  # handlers run in the server's thread
 
     # --------------------------------------------------------- test helpers
@@ -394,6 +403,23 @@ class FakeJenkins:
         values = self._node(params["node"])
         self._require(user, READ)
         return copy.deepcopy(values)
+
+    def build(self, user: str | None, path: str, params: Mapping[str, str]) -> Any:
+        """``GET {build}api/json?tree=building,result``: a build's state, as Jenkins' JSON API."""
+        build = path.removeprefix("/").removesuffix("api/json")
+        self._require(user, READ)
+        if build not in self.builds:
+            raise HtmlError(f"Not Found: {build}", 404)
+        building = self.builds[build]
+        full = {
+            "_class": "hudson.model.FreeStyleBuild",
+            "building": building,
+            "result": None if building else "SUCCESS",
+            "number": int(build.split("/")[-2]),
+        }
+        tree = params.get("tree")
+        wanted = set(tree.split(",")) | {"_class"} if tree else set(full)
+        return {k: v for k, v in full.items() if k in wanted}  # fmt: skip
 
     def metadata_update(self, user: str | None, params: Mapping[str, str]) -> Any:
         """``POST metadata-httpcli/update`` (node, data, replace)."""
@@ -511,6 +537,8 @@ def make_app(jenkins: FakeJenkins, stopping: asyncio.Event | None = None) -> web
                 elif path.startswith("/external-resource-httpcli/"):
                     command = path.removeprefix("/external-resource-httpcli/")
                     answer = jenkins.httpcli(command, user, params)
+                elif BUILD_API.match(path) and request.method == "GET":
+                    answer = jenkins.build(user, path, params)
                 else:
                     status, answer = 404, "Not Found"
             except JsonError as err:
@@ -524,7 +552,7 @@ def make_app(jenkins: FakeJenkins, stopping: asyncio.Event | None = None) -> web
             except Forbidden as err:
                 status, answer = err.status, err.message
             except HtmlError as err:
-                status, answer = 500, str(err)
+                status, answer = err.status, str(err)
             jenkins.requests.append(
                 Recorded(request.method, request.path, params, user, status, answer, time.time())
             )

@@ -267,3 +267,58 @@ async def test_a_restart_fails_provisioning_and_repeats_teardown(
         await until(lambda: core.registry.get(rid).phase is None, what="teardown to end")
         assert marks.read_text().split() == ["p", "t", "t"]
         assert core.registry.get(rid).state is ResourceState.FREE
+
+
+async def test_a_bug_in_a_session_never_leaves_the_resource_stuck(
+    tmp_path: Path,
+    adb_server: AdbServer,
+    connected: Callable[..., FakeAdbd],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    phone = connected()
+
+    async def broken(*args: object) -> set[str]:
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr("agent.sessions.manager.list_packages", broken)
+    table = rule(teardown=[{"step": "uninstall-new-packages"}])
+    async with agent_with(tmp_path, [table], adb_server) as (core, sessions):
+        rid = add_phone(core, phone)
+        with pytest.raises(Refused) as info:
+            await sessions.lock(rid, None, PERSON)
+        assert "internal error: RuntimeError('a bug')" in info.value.message
+        await until(lambda: core.registry.get(rid).phase is None, what="teardown to end")
+        # The teardown could not know what to remove: not clean, but not stuck either.
+        assert core.registry.get(rid).state is ResourceState.UNHEALTHY
+
+
+async def test_reboot_waits_for_the_phone_to_come_back_and_boot(
+    tmp_path: Path, adb_server: AdbServer, connected: Callable[..., FakeAdbd]
+) -> None:
+    phone = connected()
+    phone.boot_seconds = 0.5
+    steps = [
+        {"step": "clear-logcat"},
+        {"step": "reboot", "timeout": 60},
+        {
+            "step": "command",
+            "name": "env",
+            "run": ["sh", "-c", "echo $SESSION_PHASE $RESOURCE_KIND"],
+        },
+    ]
+    async with agent_with(tmp_path, [rule(provision=steps, teardown=steps[2:])], adb_server) as (
+        core,
+        sessions,
+    ):
+        rid = add_phone(core, phone)
+        hold = await sessions.lock(rid, None, PERSON)
+        assert phone.reboots == [""]  # adb's reboot: service, not a shell command
+        assert "reboot:" in phone.services
+        assert any(s.endswith(":logcat -c") for s in phone.services), phone.services
+        text = await log_of(sessions, rid)
+        assert "step clear-logcat: ok" in text and "step reboot: ok" in text, text
+        assert "adb sees the phone again" in text and "sys.boot_completed is 1" in text
+        assert "provision android" in text
+        await core.authority.release(rid, hold.key)
+        await until(lambda: core.registry.get(rid).state is ResourceState.FREE, what="clean")
+        assert "teardown android" in await log_of(sessions, rid)

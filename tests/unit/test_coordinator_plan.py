@@ -17,7 +17,7 @@ from agent.coordinator.plan import (
     end_command,
     pending_post,
 )
-from agent.model import EndReason, Hold, Holder, HoldKind, Kind, Resource
+from agent.model import EndReason, Hold, Holder, HoldKind, Kind, Phase, Resource
 from tests.support.holders import BUILD, OTHER, QUEUED
 
 OWN = Holder("resource-agent://lab1", "resource-agent on lab1")
@@ -163,3 +163,19 @@ def test_apply_command_believes_what_it_says() -> None:
     assert (belief.hold, belief.holder) == (None, None)
     apply_command(belief, Command("disable", {}, enabled=False))
     assert belief.enabled is False
+
+
+def test_a_resource_being_cleaned_is_taken_by_the_agent_until_it_is_clean() -> None:
+    released = Ending(hold(HoldKind.LOCKED), EndReason.RELEASED)
+    cleaning = phone(phase=Phase.CLEANING)
+    # Jenkins still believes in the build's lock: the agent's own takes its place, so that
+    # the Jenkins that released it (which ignores its own echo) sees it taken too.
+    [cmd] = commands(cleaning, registered(hold=HoldKind.LOCKED, holder=BUILD), released, OWN)
+    assert cmd.name == "lockResource" and info(cmd)["id"] == OWN.id
+    assert cmd.params["lockedBy"] == f"{OWN.url}: cleaning"
+    belief = registered(hold=HoldKind.LOCKED, holder=BUILD)
+    apply_command(belief, cmd)
+    assert commands(cleaning, belief, released, OWN) == []
+    # Clean: released on the agent's authority, everywhere.
+    [cmd] = commands(phone(), belief, released, OWN)
+    assert cmd.name == "releaseResource" and info(cmd)["id"] == OWN.id

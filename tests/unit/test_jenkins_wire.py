@@ -8,16 +8,14 @@ from collections.abc import Iterator
 
 import pytest
 
-from agent.coordinator.jenkins import (
-    Failure,
-    JenkinsClient,
-    JenkinsError,
+from agent.coordinator.documents import (
     client_info,
     metadata_children,
     parse_tree,
     resource_value,
     tree_document,
 )
+from agent.coordinator.jenkins import Failure, JenkinsClient, JenkinsError
 from agent.model import Holder, HoldKind, Kind, Resource
 from tests.fakes.jenkins import READ, FakeJenkins, JenkinsServer, User
 from tests.support.net import free_port

@@ -765,6 +765,15 @@ def test_every_refusal_names_its_resource(reg: Registry, clock: FakeClock) -> No
     clock.advance(1)
     reg.tick()
     nolease, _ = reg.lock("phone2", None, PERSON)
+    boards = Registry(clock, needs_session=lambda res: True)
+    for rid in ("dirty", "sad"):
+        boards.describe(Description(rid, rid, Kind.STATIC))
+    cleaned, _ = boards.lock("dirty", None, PERSON)
+    boards.release("dirty", cleaned.key)
+    failing, _ = boards.lock("sad", None, PERSON)
+    boards.provisioned("sad", failing.key, "no boot", quarantine_after=1)
+    boards.release("sad", failing.key)
+    boards.cleaned("sad", None)
     cases: list[tuple[Code, Callable[[], object], str]] = [
         (Code.UNKNOWN_RESOURCE, lambda: reg.reserve("zz", 1, QUEUED), "no resource with id 'zz'"),
         (Code.DISABLED, lambda: reg.reserve("off", 1, QUEUED), "off is disabled: flaky cable"),
@@ -780,8 +789,13 @@ def test_every_refusal_names_its_resource(reg: Registry, clock: FakeClock) -> No
         (Code.NOT_HELD, lambda: reg.release("off", "k"), "off is not reserved or locked"),
         (Code.INVALID_ARGUMENT, lambda: reg.renew("phone1", held.key, 0), "lease must be"),
         (Code.NO_LEASE, lambda: reg.renew("phone2", nolease.key), "lock on phone2 has no lease"),
+        (Code.CLEANING, lambda: boards.reserve("dirty", 1, QUEUED), "dirty is being cleaned"),
+        (Code.QUARANTINED, lambda: boards.lock("sad", None, PERSON), "sad is quarantined"),
     ]
-    assert {code for code, _, _ in cases} == {c for c in Code if 0 < c < 20}
+    # The sessions' gate refuses a Lock whose provisioning failed (tests/integration/
+    # test_sessions.py); every other refusal is the registry's.
+    rules = {c for c in Code if 0 < c < 20} - {Code.PROVISIONING_FAILED}
+    assert {code for code, _, _ in cases} == rules
     for code, command, text in cases:
         err = refused(code, command)
         assert text in err.message, (code, err.message)
