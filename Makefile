@@ -6,10 +6,12 @@ VENV   ?= .venv
 BIN     = $(VENV)/bin
 # System tools the tests drive for real: umockdev (fake udev), udev (udevadm),
 # systemd-analyze (unit checks), libusb (pyusb), systemd-nspawn (tests/system:
-# the service under a real systemd). The adb server is the one adbutils ships.
+# the service under a real systemd), chromium + chromedriver (the status page in a
+# real browser), promtool (the alert rules). The adb server is the one adbutils ships.
 SYSTEM_TOOLS = umockdev-wrapper umockdev-run udevadm systemd-analyze systemd-sysusers unshare \
-               setpriv nsenter systemd-nspawn git
-SYSTEM_PKGS  = umockdev libumockdev0 udev systemd libusb-1.0-0 util-linux systemd-container git
+               setpriv nsenter systemd-nspawn git chromium chromedriver promtool
+SYSTEM_PKGS  = umockdev libumockdev0 udev systemd libusb-1.0-0 util-linux systemd-container git \
+               chromium chromium-driver prometheus
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: run test lint bench system-deps install uninstall clean
@@ -30,9 +32,11 @@ $(VENV)/.installed-test: $(VENV)/.installed
 	$(BIN)/pip install -q -e '.[test]'
 	touch $@
 
-## Run the agent in the foreground; no config file needed.
+## Run the agent in the foreground; no config file needed. Without --config in ARGS its
+## state stays in the checkout ($(RUN_STATE)), never in the production /var/lib/resource-agent.
+RUN_STATE ?= $(CURDIR)/.state
 run: $(VENV)/.installed
-	$(BIN)/resource-agent serve $(ARGS)
+	$(BIN)/resource-agent serve $(if $(findstring --config,$(ARGS)),,--state-dir $(RUN_STATE)) $(ARGS)
 
 system-deps:
 	@missing=0; for t in $(SYSTEM_TOOLS); do command -v $$t >/dev/null || missing=1; done; \

@@ -64,6 +64,9 @@ def action_of(event: Event) -> Action | None:
             return Action.QUARANTINE
         case EventType.RECOVERY:
             return Action.RECOVER
+        case EventType.REMOVED:
+            # Someone's forget; a retirement from the config is the agent's own tidying.
+            return Action.FORGET if event.caller is not None else None
         case EventType.PROVISIONED:
             # A quarantined resource takes no lock until enabled: its last
             # provisioning is the one that quarantined it.

@@ -108,6 +108,12 @@ class Authority:
         await self._commit(self._asked(self.registry.disable(resource_id, reason)))
         return self.registry.get(resource_id)
 
+    async def forget(self, resource_id: str) -> Resource:
+        """Drop an absent resource; durable on return. Answers it as it was last."""
+        res = self.registry.get(resource_id)
+        await self._commit(self._asked(self.registry.forget(resource_id)))
+        return res
+
     async def provisioned(
         self, resource_id: str, key: str, failure: str | None, quarantine_after: int
     ) -> None:
@@ -149,6 +155,10 @@ class Authority:
     def set_health(self, resource_id: str, reason: str | None) -> None:
         """A source says the resource is unusable (reason) or usable (None)."""
         self._record(self.registry.set_health(resource_id, reason))
+
+    def retire(self, resource_id: str) -> None:
+        """A source no longer declares this resource: removed once nobody holds it."""
+        self._record(self.registry.retire(resource_id))
 
     # ---------------------------------------------------------------- plumbing
 

@@ -40,9 +40,11 @@ class Client:
         """POST a JSON body to ``/api/<path>``."""
         return self._call("POST", path, body)
 
-    def stream(self, path: str) -> Iterator[str]:
+    def stream(self, path: str, headers: dict[str, str] | None = None) -> Iterator[str]:
         """GET ``/api/<path>`` and yield its text body line by line as it arrives."""
-        req = urllib.request.Request(f"{self.url}/api/{path}", headers=self._auth)
+        req = urllib.request.Request(
+            f"{self.url}/api/{path}", headers={**self._auth, **(headers or {})}
+        )
         try:
             # No read timeout: a followed log may be quiet for minutes (a phone booting).
             with urllib.request.urlopen(req, timeout=None) as resp:

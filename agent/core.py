@@ -46,16 +46,18 @@ async def build_core(
     grace: float = 30.0,
     needs_session: Callable[[Resource], bool] = no_sessions,
     sinks: Sequence[Subscriber] = (),
+    observe_commit: Callable[[float], None] | None = None,
 ) -> AsyncIterator[Core]:
     """The core on the database in ``state_dir``; ``on_fatal`` hears of a failed commit.
 
     ``needs_session(res)``: whether a lock on ``res`` is provisioned and torn down.
     ``sinks`` hear every event from the first on, the expiries of the time the
-    agent was down included (the audit trail).
+    agent was down included (the audit trail). ``observe_commit(seconds)``: how
+    long each commit took (called on the writer thread).
     StateLocked (a StoreError): another agent runs on ``state_dir``.
     """
     with StateLock(state_dir):
-        store = Store(state_dir / STATE_FILE, clock)
+        store = Store(state_dir / STATE_FILE, clock, observe_commit)
         try:
             registry = Registry(clock, grace=grace, needs_session=needs_session)
             registry.restore(store.load())

@@ -33,6 +33,12 @@ def token_path(
     return (config_dir or Path.cwd()) / path
 
 
+def beside_config(file: str, config_dir: Path | None) -> Path:
+    """A file named in the config (a ``ca_file``): relative to the config's directory."""
+    path = Path(file)
+    return path if path.is_absolute() else (config_dir or Path.cwd()) / path
+
+
 def read_token(
     token_file: str,
     config_dir: Path | None,

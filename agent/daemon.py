@@ -17,11 +17,13 @@ import time
 from pathlib import Path
 from typing import Any
 
-from agent import audit
+from agent import __version__, audit
 from agent.api.access import access_for, announce
 from agent.api.app import make_app
 from agent.api.limits import limits_for, listeners_for, serving
+from agent.api.stream import About
 from agent.config import Settings
+from agent.config.sessions import rule_for
 from agent.coordinator.reaper import Reaper
 from agent.coordinator.sync import Coordinators, CoordinatorSync
 from agent.core import Core, build_core
@@ -30,10 +32,11 @@ from agent.discovery.adb import AdbSource
 from agent.discovery.inventory import Inventory
 from agent.discovery.static import StaticSource
 from agent.discovery.udev import UdevSource
+from agent.meters import Meters
+from agent.metrics.sink import MetricsSink
 from agent.recovery.ladder import Recovery
 from agent.sessions.journal import Journal
 from agent.sessions.manager import Sessions
-from agent.sessions.rules import rule_for
 from agent.systemd.notify import Notifier
 from agent.systemd.supervision import Supervision
 from agent.waitlist import Waitlist
@@ -68,6 +71,8 @@ class Daemon:
         self.config_dir = config_dir  # a relative token_file is beside the config (no systemd)
         self._stop = asyncio.Event()
         self._exit_code = 0
+        self._meters = Meters()
+        self._started = time.time()
 
     def request_stop(self, exit_code: int = 0) -> None:
         """Begin an orderly shutdown."""
@@ -91,6 +96,7 @@ class Daemon:
                 grace=settings.agent.grace_period,
                 needs_session=lambda res: rule_for(settings.session, res) is not None,
                 sinks=[audit.audit],
+                observe_commit=self._meters.commit_seconds.observe,
             ) as core:
                 await self._serve(core)
         except StartFailed:
@@ -120,6 +126,11 @@ class Daemon:
             ]
         )
         supervision = Supervision(Notifier(), core.bus, core.snapshot, coordinators.health)
+        node = settings.agent.node
+        metrics = MetricsSink(
+            self._meters, core.bus, core.snapshot, coordinators.status,
+            node=node, version=__version__,
+        )  # fmt: skip
         inventory = Inventory(core.authority, adb_enabled=settings.adb.enabled)
         adb_server = settings.adb.server if settings.adb.enabled else None
         recovery = Recovery(
@@ -148,16 +159,21 @@ class Daemon:
         )
         async with contextlib.AsyncExitStack() as stack:
             await _enter(stack, supervision, "systemd supervision")
+            await _enter(stack, metrics, "metrics")
             # Before the sources: a phase a restart interrupted is finished first.
             await _enter(stack, recovery, "recovery")
             await _enter(stack, sessions, "sessions")
             await _enter(stack, waitlist, "waitlist")
-            await _enter(stack, StaticSource(core.authority, settings.resource), "static resources")
+            static = StaticSource(core.authority, settings.resource, core.snapshot)
+            await _enter(stack, static, "static resources")
             if settings.udev.enabled:
-                await _enter(stack, UdevSource(inventory, settings.match), "UdevSource")
+                udev = UdevSource(inventory, settings.match, self._meters)
+                await _enter(stack, udev, "UdevSource")
             adb = None
             if settings.adb.enabled:
-                adb = AdbSource(inventory, settings.adb, on_stuck=recovery.suspect)
+                adb = AdbSource(
+                    inventory, settings.adb, on_stuck=recovery.suspect, meters=self._meters
+                )
                 await _enter(stack, adb, "AdbSource")
             await _enter(stack, coordinators, "coordinator sync")
             await _enter(stack, reaper, "stale-lock reaper")
@@ -171,6 +187,8 @@ class Daemon:
                 recovery=recovery,
                 access=access,
                 adb=adb,
+                meters=self._meters,
+                about=About(node, __version__, self._started),
             )
             server = settings.server
             where = server.listen + (f" and {server.tls_listen} (TLS)" if server.tls_listen else "")

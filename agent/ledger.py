@@ -49,6 +49,8 @@ class Ledger:
         # The last key that expired on each resource, so a late lock or release
         # with it is told "expired" rather than "wrong key".
         self._expired_keys: dict[str, str] = {}
+        # Resources their source no longer declares, removed once nobody holds them.
+        self._retiring: set[str] = set()
         self._deadlines = Deadlines(self._deadline_of, self._all_deadlines, self.__len__)
 
     # ----------------------------------------------------------------- reading
@@ -60,6 +62,11 @@ class Ledger:
         ``tick``'s, so none is lost on the way to the store and the sinks.
         """
         return self._due(self._require(resource_id))[0]
+
+    def find(self, resource_id: str) -> Resource | None:
+        """Like ``get``, but None for an unknown id."""
+        res = self._resources.get(resource_id)
+        return None if res is None else self._due(res)[0]
 
     def resources(self) -> list[Resource]:
         """Every resource as it is now (like ``get``), sorted by id."""
@@ -89,6 +96,7 @@ class Ledger:
         # Deadlines that passed before this fact are applied first, so a device
         # that was away past its grace period is reported GONE, then back.
         events = self._settle(desc.id)
+        self._retiring.discard(desc.id)  # declared again
         old = self._resources.get(desc.id)
         if old is None:
             res = Resource(
@@ -130,6 +138,18 @@ class Ledger:
         if res is None or res.health == reason:
             return events
         events.append(self._put(replace(res, health=reason), EventType.UPDATED))
+        return events
+
+    def retire(self, resource_id: str) -> list[Event]:
+        """The source that declared the resource no longer does (a ``[[resource]]`` deleted).
+
+        It is removed now, or -- while it is held or being cleaned -- as soon
+        as that is over.
+        """
+        events = self._settle(resource_id)
+        if resource_id in self._resources:
+            self._retiring.add(resource_id)
+            events += self._retired(resource_id)
         return events
 
     # -------------------------------------------------------------------- time
@@ -212,7 +232,22 @@ class Ledger:
         for event in events:
             if event.type is EventType.EXPIRED and event.hold is not None:
                 self._expired_keys[resource_id] = event.hold.key
-        return events
+        return events + self._retired(resource_id) if events else events
+
+    def _retired(self, resource_id: str) -> list[Event]:
+        """Remove a retiring resource once nobody holds it and it is clean."""
+        res = self._resources.get(resource_id)
+        if res is None or resource_id not in self._retiring:
+            return []
+        if res.hold is not None or res.phase is not None:
+            return []
+        return [self._remove(res)]
+
+    def _remove(self, res: Resource) -> Event:
+        """Drop ``res`` from the books: the REMOVED event carries its last state."""
+        del self._resources[res.id]
+        self._expired_keys.pop(res.id, None)
+        return Event(EventType.REMOVED, res)
 
     def _require(self, resource_id: str) -> Resource:
         res = self._resources.get(resource_id)

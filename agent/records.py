@@ -140,6 +140,8 @@ UPSERT_RESOURCE = (
     " ON CONFLICT (id) DO UPDATE SET " + ", ".join(f"{c}=excluded.{c}" for c in COLUMNS[1:])
 )
 
+DELETE_RESOURCE = "DELETE FROM resources WHERE id=?"
+
 INSERT_LOG = (
     "INSERT INTO hold_log (resource_id, key, event, holder_id, holder_url, at, reason,"
     " action, detail, address, token) VALUES (?,?,?,?,?,?,?,?,?,?,?)"
@@ -164,10 +166,11 @@ def migrate(conn: sqlite3.Connection) -> None:
 
 @dataclass(frozen=True, slots=True)
 class Rows:
-    """A write, ready for the writer thread."""
+    """A write, ready for the writer thread: snapshots, log lines, and ids to delete."""
 
     resources: dict[str, tuple[Any, ...]]
     log: list[tuple[Any, ...]]
+    removed: frozenset[str] = frozenset()
 
 
 def resource_row(res: Resource) -> tuple[Any, ...]:
@@ -232,12 +235,19 @@ def rows(events: Sequence[Event], now: float) -> Rows:
     """What committing ``events`` writes: each resource's last snapshot, and log lines."""
     resources: dict[str, tuple[Any, ...]] = {}
     lines: list[tuple[Any, ...]] = []
+    removed: set[str] = set()
     for event in events:
-        resources[event.resource.id] = resource_row(event.resource)  # the last snapshot wins
+        rid = event.resource.id
         action = action_of(event)
         if action is not None:
             lines.append(_log_row(event, action, now))
-    return Rows(resources, lines)
+        if event.type is EventType.REMOVED:
+            resources.pop(rid, None)
+            removed.add(rid)
+            continue
+        removed.discard(rid)
+        resources[rid] = resource_row(event.resource)  # the last snapshot wins
+    return Rows(resources, lines, frozenset(removed))
 
 
 def _log_row(event: Event, action: Action, now: float) -> tuple[Any, ...]:

@@ -57,12 +57,27 @@ def no_lease(resource_id: str) -> Refused:
     )
 
 
+def present(resource_id: str) -> Refused:
+    """Forgetting a resource that is connected."""
+    return Refused(
+        Code.PRESENT,
+        f"resource {resource_id} is connected: only an absent resource can be forgotten "
+        "(unplug it, or remove it from the config)",
+    )
+
+
+def cleaning(resource_id: str) -> Refused:
+    """A resource still being cleaned after its last lock."""
+    return Refused(
+        Code.CLEANING,
+        f"resource {resource_id} is being cleaned after its last lock; try again soon",
+    )
+
+
 def check_usable(res: Resource) -> None:
     """Refuse a new hold on a resource being cleaned, disabled, faulty, absent or unhealthy."""
     if res.phase is Phase.CLEANING:
-        raise Refused(
-            Code.CLEANING, f"resource {res.id} is being cleaned after its last lock; try again soon"
-        )
+        raise cleaning(res.id)
     if not res.enabled:
         why = f": {res.disabled_reason}" if res.disabled_reason else ""
         raise Refused(Code.DISABLED, f"resource {res.id} is disabled{why}")

@@ -184,7 +184,7 @@ class Registry(Ledger):
         if ended is None:
             ended = EndReason.FORCED if force and key != hold.key else EndReason.RELEASED
         events.append(self._put(self._ended(res), EventType.RELEASED, hold, ended))
-        return hold, events
+        return hold, events + self._retired(resource_id)
 
     @_refusal_changes_nothing
     def renew(
@@ -274,6 +274,19 @@ class Registry(Ledger):
             return events
         fault = res.fault if failure is None else Fault(FaultKind.TEARDOWN_FAILED, failure)
         events.append(self._put(replace(res, phase=None, fault=fault), EventType.CLEANED))
+        return events + self._retired(resource_id)
+
+    def forget(self, resource_id: str) -> list[Event]:
+        """Drop an absent resource nobody holds (an administrator's word: it is not coming back)."""
+        events = self._settle(resource_id)
+        res = self._require(resource_id)
+        if res.present:
+            raise refusals.present(resource_id)
+        if res.hold is not None:
+            raise refusals.held(resource_id, res.hold)
+        if res.phase is Phase.CLEANING:
+            raise refusals.cleaning(resource_id)
+        events.append(self._remove(res))
         return events
 
     def disable(self, resource_id: str, reason: str = "") -> list[Event]:

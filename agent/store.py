@@ -20,6 +20,7 @@ import logging
 import queue
 import sqlite3
 import threading
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
@@ -42,9 +43,16 @@ _STOP = object()
 class Store:
     """The SQLite database in the state directory, written by one thread."""
 
-    def __init__(self, path: Path, clock: Callable[[], float]) -> None:
+    def __init__(
+        self,
+        path: Path,
+        clock: Callable[[], float],
+        observe_commit: Callable[[float], None] | None = None,
+    ) -> None:
+        # observe_commit(seconds): each group's commit time, on the writer thread (metrics).
         self.path = path
         self._clock = clock
+        self._observe_commit = observe_commit
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -151,6 +159,7 @@ class Store:
                 self._commit(batch)
 
     def _commit(self, batch: list[tuple[Any, asyncio.Future[Any]]]) -> None:
+        started = time.perf_counter()
         try:
             results = self._transaction(batch)
         except Exception as exc:
@@ -162,6 +171,8 @@ class Store:
             else:
                 # Find the culprit: each item alone, so only a bad one fails.
                 results = [r for item in batch for r in self._commit_alone(item)]
+        if self._observe_commit is not None:
+            self._observe_commit(time.perf_counter() - started)
         assert self._loop is not None
         self._loop.call_soon_threadsafe(_resolve_all, results)
 
@@ -180,16 +191,20 @@ class Store:
         results: list[Any] = []
         resources: dict[str, tuple[Any, ...]] = {}
         lines: list[tuple[Any, ...]] = []
+        removed: set[str] = set()
         try:
             conn.execute("BEGIN IMMEDIATE")
             for item, future in batch:
                 if isinstance(item, records.Rows):
+                    for rid in item.removed:
+                        resources.pop(rid, None)
+                    removed = (removed - item.resources.keys()) | item.removed
                     resources.update(item.resources)
                     lines.extend(item.log)
                     results.append((future, None, None))
                     continue
                 # A read or other call sees every write queued before it.
-                self._flush(resources, lines)
+                self._flush(resources, lines, removed)
                 # A savepoint, so a call that fails leaves none of its writes.
                 conn.execute("SAVEPOINT call")
                 try:
@@ -198,7 +213,7 @@ class Store:
                     conn.execute("ROLLBACK TO call")
                     results.append((future, None, exc))
                 conn.execute("RELEASE call")
-            self._flush(resources, lines)
+            self._flush(resources, lines, removed)
             conn.execute("COMMIT")
         except BaseException:
             if conn.in_transaction:
@@ -206,7 +221,15 @@ class Store:
             raise
         return results
 
-    def _flush(self, resources: dict[str, tuple[Any, ...]], lines: list[tuple[Any, ...]]) -> None:
+    def _flush(
+        self,
+        resources: dict[str, tuple[Any, ...]],
+        lines: list[tuple[Any, ...]],
+        removed: set[str],
+    ) -> None:
+        if removed:
+            self._conn.executemany(records.DELETE_RESOURCE, [(rid,) for rid in removed])
+            removed.clear()
         if resources:
             self._conn.executemany(records.UPSERT_RESOURCE, resources.values())
             resources.clear()

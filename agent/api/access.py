@@ -89,6 +89,7 @@ RULES: dict[tuple[str, str], Rule | Callable[[Body], Rule]] = {
     ("POST", "/api/resources/{id}/disable"): Rule(Need.ADMIN, Action.DISABLE),
     ("POST", "/api/acquire"): Rule(Need.USER, Action.LOCK),
     ("POST", "/api/resources/{id}/recover"): Rule(Need.ADMIN, Action.RECOVER),
+    ("POST", "/api/resources/{id}/forget"): Rule(Need.ADMIN, Action.FORGET),
 }
 READS = frozenset({"GET", "HEAD"})
 

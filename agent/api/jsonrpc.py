@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from agent import audit
 from agent.actions import CALLER
+from agent.api.metrics import refused
 from agent.api.wire import AUTHORITY, LOCKER, BadJSON, dumps, parse_json
 from agent.model import Action, Code, Hold, Holder, Refused, isotime, local_offset
 
@@ -201,6 +202,8 @@ async def _dispatch(app: web.Application, method: str, params: Any, id_: Any) ->
         holder = info.holder() if info else None
         audit.refused(ACTIONS[method], parsed.resource, holder=holder, caller=CALLER.get(),
                       code=refusal.code, reason=refusal.message)  # fmt: skip
+        if handler is not _release:
+            refused(app, method.rsplit(".", 1)[-1].lower(), refusal.code)
         result = _result(refusal.code, refusal.message, None, time.time())
     except Exception:
         log.exception("JSON-RPC %s failed", method)

@@ -19,6 +19,8 @@ from agent.api.bodies import BODIES
 from agent.api.jsonrpc import METHODS, MonitorResult
 from agent.api.paths import JSONRPC_METHODS, PATHS, ref
 from agent.api.schemas import ANSWERS, CODE_TABLE
+from agent.api.stream import STREAM_MODELS
+from agent.api.viewpaths import VIEW_PATHS
 from agent.model import EventType
 
 JSONRPC_PARAMS: tuple[type[BaseModel], ...] = tuple(model for model, _ in METHODS.values())
@@ -26,7 +28,7 @@ JSONRPC_PARAMS: tuple[type[BaseModel], ...] = tuple(model for model, _ in METHOD
 
 def _model_schemas() -> dict[str, Any]:
     """Every model's schema, named by its class, with refs into components."""
-    answers: tuple[type[BaseModel], ...] = (*ANSWERS, MonitorResult)
+    answers: tuple[type[BaseModel], ...] = (*ANSWERS, *STREAM_MODELS, MonitorResult)
     modes: list[tuple[type[BaseModel], JsonSchemaMode]] = [(m, "serialization") for m in answers]
     modes += [(m, "validation") for m in (*BODIES, *JSONRPC_PARAMS)]
     _, top = models_json_schema(modes, ref_template="#/components/schemas/{model}")
@@ -105,6 +107,14 @@ SECURITY_SCHEMES: dict[str, Any] = {
 }
 
 
+def _paths() -> dict[str, Any]:
+    """The REST and JSON-RPC paths, with the view's (``/`` has both POST and GET)."""
+    paths = {path: dict(item) for path, item in PATHS.items()}
+    for path, item in VIEW_PATHS.items():
+        paths.setdefault(path, {}).update(item)
+    return paths
+
+
 DOCUMENT: dict[str, Any] = {
     "openapi": "3.1.0",
     "info": {
@@ -121,8 +131,9 @@ DOCUMENT: dict[str, Any] = {
         {"name": "resources", "description": "Resources and their holds."},
         {"name": "sessions", "description": "Provisioning and teardown around each lock."},
         {"name": "meta", "description": "The agent itself."},
+        {"name": "view", "description": "The status page, the event stream and metrics."},
     ],
-    "paths": PATHS,
+    "paths": _paths(),
     "components": {"schemas": SCHEMAS, "securitySchemes": SECURITY_SCHEMES},
     # Reads are open by default ([server] open_reads); a token is always accepted.
     "security": [{}, {"bearerToken": []}],

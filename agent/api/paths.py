@@ -20,8 +20,8 @@ ERROR_STATUSES = {
     "lacks the admin role this change needs (code 25).",
     404: "No resource with this id (code 1), or no such route or session (code 22).",
     409: "The resource's state says no: disabled, absent, unhealthy, held, not held, "
-    "expired key, no lease, being cleaned, quarantined, provisioning failed "
-    "(codes 2-5, 7, 8, 10-13).",
+    "expired key, no lease, being cleaned, quarantined, provisioning failed, present "
+    "(codes 2-5, 7, 8, 10-14).",
     413: "The body is larger than 64 KiB (code 21).",
     422: "A field is missing, unknown, of the wrong type or out of range; "
     "the message names it (code 9).",
@@ -282,6 +282,13 @@ PATHS: dict[str, Any] = {
         "ResourceOut",
         (404,),
         admin=True,
+    ),
+    "/api/resources/{id}/forget": _action(
+        "forget",
+        "Forget an absent resource nobody holds (administrators); answers it as it was",
+        "EmptyBody",
+        "ResourceOut",
+        (404, 409),
     ),
 }
 

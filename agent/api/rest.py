@@ -8,6 +8,7 @@ listings: a key is the capability to release someone's lock.
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 from typing import Any, TypeVar
 
 from aiohttp import web
@@ -198,8 +199,11 @@ async def lock(request: web.Request) -> web.Response:
 async def release(request: web.Request) -> web.Response:
     """Release with the key, or any hold with ``force``."""
     body = await read_body(request, ReleaseBody)
+    registry = request.app[AUTHORITY].registry
+    before = registry.get(request.match_info["id"])
     hold = await request.app[AUTHORITY].release(request.match_info["id"], body.key, body.force)
-    res = request.app[AUTHORITY].registry.get(request.match_info["id"])
+    # A retired resource is removed with its last hold: answered as it was left.
+    res = registry.find(before.id) or replace(before, hold=None)
     return answer(
         ReleaseAnswer.model_construct(resource=ResourceOut.of(res), released=HoldOut.of(hold))
     )
@@ -226,6 +230,13 @@ async def disable(request: web.Request) -> web.Response:
     body = await read_body(request, DisableBody)
     res = await request.app[AUTHORITY].disable(request.match_info["id"], body.reason)
     return answer(ResourceOut.of(res))
+
+
+@routes.post("/api/resources/{id}/forget")
+async def forget(request: web.Request) -> web.Response:
+    """Drop an absent resource for good (an administrator's word: it is not coming back)."""
+    await read_body(request, EmptyBody)
+    return answer(ResourceOut.of(await request.app[AUTHORITY].forget(request.match_info["id"])))
 
 
 @web.middleware

@@ -107,7 +107,11 @@ class ResourceOut(Out):
     disabled_reason: str
     present: bool = Field(description="Seen by its source right now.")
     gone: bool = Field(description="Absent for the whole grace period.")
-    health: str | None = Field(description="Null when its source finds it usable, else why not.")
+    health: str | None = Field(description="What its source says is wrong with it; null: nothing.")
+    problem: str | None = Field(
+        description="Why it cannot be used: its health, else its fault (quarantined, teardown "
+        "failed: until an administrator enables it); null when usable."
+    )
     fault: FaultOut | None = Field(
         description="Quarantined, or its teardown failed: unusable until an administrator "
         "enables it again."
@@ -129,6 +133,7 @@ class ResourceOut(Out):
             present=res.present,
             gone=res.gone,
             health=res.health,
+            problem=res.problem,
             fault=None
             if res.fault is None
             else FaultOut.model_construct(kind=res.fault.kind, reason=res.fault.reason),

@@ -2,4 +2,4 @@
 
 from agent.cli import main
 
-main()
+main(prog_name="resource-agent")  # its name in usage lines and completion

@@ -20,6 +20,7 @@ from urllib.parse import quote, urlsplit
 
 import click
 
+from agent import __version__
 from agent.client import ApiRefusal, Client, Unreachable
 from agent.model import Code
 
@@ -55,7 +56,7 @@ class NotAllowed(Refusal):
     exit_code = 4
 
 
-# The refusal codes that say who may call (agent/model.py Code.UNAUTHORIZED, FORBIDDEN).
+# The refusal codes that say who may call (agent.model Code.UNAUTHORIZED, FORBIDDEN).
 NOT_ALLOWED = frozenset({int(Code.UNAUTHORIZED), int(Code.FORBIDDEN)})
 
 
@@ -105,9 +106,16 @@ def url_option(command: F) -> F:
     return _url(_token_file(command))
 
 
-@click.group()
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "show_default": True})
+@click.version_option(__version__, "-V", "--version", prog_name="resource-agent")
 def main() -> None:
-    """Find phones and USB devices, and lock them for Jenkins builds and people."""
+    """Find phones and USB devices, and lock them for Jenkins builds and people.
+
+    Exit codes: 0 done, 1 refused (the reason is printed), 2 usage error,
+    3 agent unreachable. Shell completion (bash): eval
+    "$(_RESOURCE_AGENT_COMPLETE=bash_source resource-agent)"; zsh_source and
+    fish_source for zsh and fish (README.md).
+    """
 
 
 @contextlib.contextmanager

@@ -12,10 +12,25 @@ from agent.cli.base import Failed, main
 
 
 @main.command()
-@click.option("--config", "config_path", type=click.Path(path_type=Path), help="TOML config.")
+@click.option(
+    "--config", "config_path", type=click.Path(path_type=Path),
+    help="TOML config (default: $RESOURCE_AGENT_CONFIG, else /etc/resource-agent/agent.toml).",
+)  # fmt: skip
 @click.option("--listen", help="HOST:PORT to serve on (overrides [server] listen).")
-@click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]), default=None)
-def serve(config_path: Path | None, listen: str | None, log_level: str | None) -> None:
+@click.option(
+    "--state-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Where the state database lives (overrides [agent] state_dir).",
+)
+@click.option(
+    "--log-level",
+    type=click.Choice(["debug", "info", "warning", "error"]),
+    default=None,
+    help="How much to log (overrides [agent] log_level, default info).",
+)
+def serve(
+    config_path: Path | None, listen: str | None, state_dir: Path | None, log_level: str | None
+) -> None:
     """Run the agent in the foreground."""
     from agent.config import (
         ConfigError,
@@ -43,14 +58,18 @@ def serve(config_path: Path | None, listen: str | None, log_level: str | None) -
     logs.setup(log_level or settings.agent.log_level)
     try:
         config_dir = found.parent if found is not None else None
-        code = asyncio.run(Daemon(settings, resolve_state_dir(settings), config_dir).run())
+        state = state_dir if state_dir is not None else resolve_state_dir(settings)
+        code = asyncio.run(Daemon(settings, state, config_dir).run())
     except StoreError as exc:
         raise Failed(f"resource-agent: {exc}") from exc
     sys.exit(code)
 
 
 @main.command()
-@click.option("--config", "config_path", type=click.Path(path_type=Path), help="TOML config.")
+@click.option(
+    "--config", "config_path", type=click.Path(path_type=Path),
+    help="TOML config (default: $RESOURCE_AGENT_CONFIG, else /etc/resource-agent/agent.toml).",
+)  # fmt: skip
 @click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
 @click.option("--user", help="Judge file access as this user (default: resource-agent).")
 def doctor(config_path: Path | None, as_json: bool, user: str | None) -> None:

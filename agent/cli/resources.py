@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from typing import Any
 
 import click
@@ -17,127 +18,168 @@ from agent.cli.base import (
     print_json,
     url_option,
 )
+from agent.cli.options import Seconds, json_option, resource_argument, seconds_option
+from agent.cli.table import RESOURCE_HEADER, print_resources, resource_rows
 from agent.coordinator.status import WAITING
 
 FAILING = frozenset(state.value for state in WAITING)
+TIMEOUT = Seconds()
+LEASE = Seconds()
 
 
-def _holder_text(res: dict[str, Any]) -> str:
-    holder = res.get("holder")
-    if not holder:
-        # The reason outlives the disable (until a new one); it explains only a disabled one.
-        reason = res.get("disabled_reason") if res.get("state") == "disabled" else None
-        return res.get("health") or reason or ""
-    return str(holder["holder"]["url"] or holder["holder"]["id"])
+def printer(as_json: bool, text: Callable[[Any], None]) -> Callable[[Any], None]:
+    """What prints an answer: the JSON for ``--json``, else ``text``."""
+    return print_json if as_json else text
 
 
-def _print_table(data: Any) -> None:
-    rows = [("ID", "KIND", "STATE", "NAME", "HOLDER / REASON")]
-    rows += [
-        (r["id"], r["kind"], r["state"], r["name"], _holder_text(r)) for r in data["resources"]
-    ]
-    widths = [max(len(str(row[i])) for row in rows) for i in range(4)]
-    for row in rows:
-        cells = [str(c).ljust(w) for c, w in zip(row[:4], widths, strict=True)]
-        click.echo("  ".join([*cells, str(row[4])]).rstrip())
+def print_table(data: Any) -> None:
+    """``list``'s table."""
+    print_resources(data["resources"])
 
 
 @main.command(name="list")
 @url_option
-@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
-def list_(url: str, as_json: bool) -> None:
-    """List resources and who holds them."""
-    call(url, lambda c: c.get("resources"), print_json if as_json else _print_table)
+@json_option
+@click.option(
+    "--watch",
+    is_flag=True,
+    help="Keep following the agent's event stream: the table again on every change "
+    "(with --json: one JSON event per line).",
+)
+def list_(url: str, as_json: bool, watch: bool) -> None:
+    """List resources: state, which Jenkins and job hold each, since when, until when, health."""
+    if watch:
+        from agent.cli.watch import watch_resources
+
+        watch_resources(url, as_json)
+        return
+    call(url, lambda c: c.get("resources"), printer(as_json, print_table))
+
+
+def print_resource(res: Any) -> None:
+    """``show``'s text: one fact per line."""
+    [row] = resource_rows([res])
+    facts = dict(zip(RESOURCE_HEADER, row, strict=True))
+    hold = res.get("holder") or {}
+    click.echo(f"{res['id']}: {res['name']} ({res['kind']})")
+    if res["description"]:
+        click.echo(f"  description: {res['description']}")
+    click.echo(f"  state:       {facts['STATE']}")
+    if hold:
+        who = hold["holder"]
+        click.echo(f"  holder:      {who['id']} {who['url']}".rstrip())
+        click.echo(f"  since:       {hold['since']} ({facts['SINCE']} ago)")
+        click.echo(f"  expires:     {hold['expires'] or 'never'}")
+    click.echo(f"  health:      {facts['HEALTH']}")
+    for name, value in sorted(res["metadata"].items()):
+        click.echo(f"  {name}: {value}")
 
 
 @main.command()
 @url_option
-@click.argument("resource_id")
-def show(url: str, resource_id: str) -> None:
-    """Show one resource as JSON."""
-    call(url, lambda c: c.get(c.resource_path(resource_id)), print_json)
+@json_option
+@resource_argument
+def show(url: str, as_json: bool, resource_id: str) -> None:
+    """Show one resource: its state, holder, health and metadata."""
+    call(url, lambda c: c.get(c.resource_path(resource_id)), printer(as_json, print_resource))
 
 
 @main.command()
 @url_option
-@click.argument("resource_id")
-@click.option("--timeout", type=click.FloatRange(min=0, min_open=True), default=300.0)
-def reserve(url: str, resource_id: str, timeout: float) -> None:
-    """Reserve a resource; prints the key."""
+@json_option
+@resource_argument
+@seconds_option("--timeout", "How long the reservation lasts", TIMEOUT, default=300.0)
+def reserve(url: str, as_json: bool, resource_id: str, timeout: float) -> None:
+    """Reserve a resource; prints the key that locks or releases it."""
     body = {"timeout": timeout, "holder": holder_name()}
-    call(url, lambda c: c.post(c.resource_path(resource_id, "reserve"), body), print_hold)
+    call(url, lambda c: c.post(c.resource_path(resource_id, "reserve"), body),
+         printer(as_json, print_hold))  # fmt: skip
 
 
 @main.command()
 @url_option
-@click.argument("resource_id")
+@json_option
+@resource_argument
 @click.option("--key", help="The reservation's key; without it a free resource is locked.")
-@click.option("--lease", type=click.FloatRange(min=0, min_open=True), help="Lease in seconds.")
-def lock(url: str, resource_id: str, key: str | None, lease: float | None) -> None:
-    """Lock a resource; prints the key."""
+@seconds_option(
+    "--lease", "The lock ends by itself after this long; default: no lease, held until released",
+    LEASE,
+)  # fmt: skip
+def lock(url: str, as_json: bool, resource_id: str, key: str | None, lease: float | None) -> None:
+    """Lock a resource (a reservation with its key, or a free one); prints the key."""
     body: dict[str, Any] = {"holder": holder_name()}
     if key is not None:
         body["key"] = key
     if lease is not None:
         body["lease"] = lease
-    call(url, lambda c: c.post(c.resource_path(resource_id, "lock"), body), print_hold)
+    call(url, lambda c: c.post(c.resource_path(resource_id, "lock"), body),
+         printer(as_json, print_hold))  # fmt: skip
 
 
 @main.command()
 @url_option
-@click.argument("resource_id")
+@json_option
+@resource_argument
 @click.option("--key", help="The hold's key.")
 @click.option("--force", is_flag=True, help="Release whoever holds it (administrators).")
-def release(url: str, resource_id: str, key: str | None, force: bool) -> None:
-    """Release a reservation or lock."""
+def release(url: str, as_json: bool, resource_id: str, key: str | None, force: bool) -> None:
+    """Release a reservation or lock (with its key, or --force)."""
     if key is None and not force:
         raise click.UsageError("give --key, or --force to release someone else's hold")
     body: dict[str, Any] = {"force": force}
     if key is not None:
         body["key"] = key
-    call(
-        url,
-        lambda c: c.post(c.resource_path(resource_id, "release"), body),
-        lambda d: click.echo(f"released {d['resource']['id']}"),
-    )
+    call(url, lambda c: c.post(c.resource_path(resource_id, "release"), body),
+         printer(as_json, lambda d: click.echo(f"released {d['resource']['id']}")))  # fmt: skip
 
 
 @main.command()
 @url_option
-@click.argument("resource_id")
+@json_option
+@resource_argument
 @click.option("--key", required=True, help="The hold's key.")
-@click.option("--lease", type=click.FloatRange(min=0, min_open=True), help="New lease (s).")
-def renew(url: str, resource_id: str, key: str, lease: float | None) -> None:
-    """Renew a reservation or a lock's lease."""
+@seconds_option("--lease", "New length from now; default: the hold's own length again", LEASE)
+def renew(url: str, as_json: bool, resource_id: str, key: str, lease: float | None) -> None:
+    """Push a reservation's or a lock's deadline."""
     body: dict[str, Any] = {"key": key}
     if lease is not None:
         body["lease"] = lease
-    call(url, lambda c: c.post(c.resource_path(resource_id, "renew"), body), print_hold)
+    call(url, lambda c: c.post(c.resource_path(resource_id, "renew"), body),
+         printer(as_json, print_hold))  # fmt: skip
+
+
+def _switch(url: str, as_json: bool, resource_id: str, action: str, body: dict[str, Any]) -> None:
+    call(url, lambda c: c.post(c.resource_path(resource_id, action), body),
+         printer(as_json, lambda d: click.echo(f"{action}d {d['id']}")))  # fmt: skip
 
 
 @main.command()
 @url_option
-@click.argument("resource_id")
-def enable(url: str, resource_id: str) -> None:
-    """Let a resource take holds again."""
-    call(
-        url,
-        lambda c: c.post(c.resource_path(resource_id, "enable"), {}),
-        lambda d: click.echo(f"enabled {d['id']}"),
-    )
+@json_option
+@resource_argument
+def enable(url: str, as_json: bool, resource_id: str) -> None:
+    """Let a resource take holds again (clears a quarantine or a failed teardown)."""
+    _switch(url, as_json, resource_id, "enable", {})
 
 
 @main.command()
 @url_option
-@click.argument("resource_id")
-@click.option("--reason", default="", help="Why, for the people who will wonder.")
-def disable(url: str, resource_id: str, reason: str) -> None:
-    """Stop a resource from taking new holds."""
-    call(
-        url,
-        lambda c: c.post(c.resource_path(resource_id, "disable"), {"reason": reason}),
-        lambda d: click.echo(f"disabled {d['id']}"),
-    )
+@json_option
+@resource_argument
+@click.option("--reason", default="", help="Why, for the people who will wonder (default: none).")
+def disable(url: str, as_json: bool, resource_id: str, reason: str) -> None:
+    """Stop a resource from taking new holds (an existing one stays)."""
+    _switch(url, as_json, resource_id, "disable", {"reason": reason})
+
+
+@main.command()
+@url_option
+@json_option
+@resource_argument
+def forget(url: str, as_json: bool, resource_id: str) -> None:
+    """Drop an absent resource for good (administrators): a phone that is not coming back."""
+    call(url, lambda c: c.post(c.resource_path(resource_id, "forget"), {}),
+         printer(as_json, lambda d: click.echo(f"forgot {d['id']}")))  # fmt: skip
 
 
 def _print_history(data: Any) -> None:
@@ -185,7 +227,7 @@ def _print_coordinators(data: Any) -> None:
 
 @main.command()
 @url_option
-@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
+@json_option
 def status(url: str, as_json: bool) -> None:
     """Show each coordinator's sync, then one line per problem; exit 1 if a coordinator fails."""
     with client(url) as c:

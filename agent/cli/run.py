@@ -21,9 +21,10 @@ from typing import Any
 import click
 
 from agent.cli.base import Failed, client, holder_name, main, url_option
+from agent.cli.options import Seconds, seconds_option
 from agent.cli.sessions import failure, follow
 from agent.client import ApiRefusal, Client, Unreachable
-from agent.model import MAX_SECONDS, locked_environment
+from agent.model import locked_environment
 
 FORWARDED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
@@ -96,19 +97,14 @@ def _run_command(command: tuple[str, ...], env: dict[str, str]) -> int:
 )
 @click.option("--resource", "resource_id", help="This resource and no other.")
 @click.option("--wait", is_flag=True, help="Wait in line for a busy resource (first come first).")
-@click.option(
-    "--timeout",
-    type=click.FloatRange(min=0, max=MAX_SECONDS),
-    default=600.0,
-    show_default=True,
-    help="Seconds to wait in line with --wait.",
+@seconds_option(
+    "--timeout", "Seconds to wait in line with --wait", Seconds(zero=True), default=600.0
 )
-@click.option(
+@seconds_option(
     "--lease",
-    type=click.FloatRange(min=5, max=MAX_SECONDS),
+    "Seconds the lock outlives this command if it is killed (renewed while it runs)",
+    Seconds(minimum=5),
     default=60.0,
-    show_default=True,
-    help="Seconds the lock outlives this command if it is killed (renewed while it runs).",
 )
 @click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
 def run(

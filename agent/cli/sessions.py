@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import click
 
 from agent.cli.base import Failed, call, client, main, quoted, url_option
+from agent.cli.options import json_option
 from agent.client import Client
 
 
@@ -72,14 +74,15 @@ def wait(url: str, resource: str | None, build_url: str | None) -> None:
 
 @session.command()
 @url_option
+@json_option
 @click.argument("session_id")
 @click.option("--follow", "follow_", is_flag=True, help="Keep printing while the phase runs.")
-def log(url: str, session_id: str, follow_: bool) -> None:
-    """Print a session's log."""
+def log(url: str, as_json: bool, session_id: str, follow_: bool) -> None:
+    """Print a session's log (with --json: one JSON string per line)."""
     query = "?follow=1" if follow_ else ""
 
     def show(lines: Any) -> None:
         for line in lines:
-            click.echo(line)
+            click.echo(json.dumps(line) if as_json else line)
 
     call(url, lambda c: c.stream(f"sessions/{quoted(session_id)}/log{query}"), show)

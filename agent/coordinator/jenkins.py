@@ -21,7 +21,7 @@ import aiohttp
 
 from agent.config import CoordinatorSection
 from agent.coordinator.excerpt import excerpt, page
-from agent.credentials import CredentialError, read_token
+from agent.credentials import CredentialError, beside_config, read_token
 
 
 class Failure(enum.StrEnum):
@@ -77,13 +77,12 @@ def client_for(section: CoordinatorSection, node: str, config_dir: Path | None) 
             raise JenkinsError(Failure.CONFIG, str(exc)) from exc
     context: ssl.SSLContext | bool = section.verify
     if section.verify and section.ca_file is not None:
+        cafile = beside_config(section.ca_file, config_dir)
         try:
-            context = ssl.create_default_context(cafile=section.ca_file)
+            context = ssl.create_default_context(cafile=cafile)
         except (OSError, ssl.SSLError) as exc:
             reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-            raise JenkinsError(
-                Failure.CONFIG, f"cannot load ca_file {section.ca_file}: {reason}"
-            ) from exc
+            raise JenkinsError(Failure.CONFIG, f"cannot load ca_file {cafile}: {reason}") from exc
     return JenkinsClient(
         section.url,
         section.node or node,

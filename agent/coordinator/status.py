@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 
 from agent.coordinator.jenkins import Failure
 
@@ -46,6 +47,8 @@ class SyncStatus:
     next_retry: float | None
     consecutive_failures: int
     requests: int
+    results: Mapping[str, int] = field(default_factory=dict)  # requests by result: ok, a Failure
+    pending_since: float | None = None  # when the oldest change Jenkins lacks was made
 
     @property
     def healthy(self) -> bool:

@@ -27,8 +27,10 @@ import json
 import logging
 import random
 import time
-from collections.abc import Callable, Iterable
+from collections import Counter
+from collections.abc import Awaitable, Callable, Iterable
 from pathlib import Path
+from typing import TypeVar
 
 from agent.config import CoordinatorSection
 from agent.coordinator import plan
@@ -44,9 +46,11 @@ from agent.coordinator.plan import Belief, Ending, Post
 from agent.coordinator.status import HEALTHY, WAITING, SyncError, SyncState, SyncStatus
 from agent.events import EventBus
 from agent.lifecycle import Service
-from agent.model import HOLD_ENDING, Event, Holder, Resource
+from agent.model import HOLD_ENDING, Event, EventType, Holder, Resource
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 # One metadata update carries at most this many resources.
 MAX_BATCH = 250
@@ -95,6 +99,8 @@ class CoordinatorSync(Service):
         self._last_error: SyncError | None = None
         self._next_retry: float | None = None
         self._requests = 0
+        self._results: Counter[str] = Counter()  # requests by result: "ok" or a Failure
+        self._pending_since: float | None = None  # when the oldest unsent change came
 
     # ------------------------------------------------------------ lifecycle
 
@@ -102,6 +108,7 @@ class CoordinatorSync(Service):
         """Take the current resources, follow the bus, and start the task (no waiting)."""
         for res in self._snapshot():
             self._want[res.id] = res
+        self._pending_since = time.time()  # nothing is known to be in Jenkins yet
         self._unsubscribe = self._bus.subscribe(self._on_event)
         self._task = asyncio.create_task(self._run(), name=f"coordinator {self.section.url}")
 
@@ -124,9 +131,14 @@ class CoordinatorSync(Service):
     def _on_event(self, event: Event) -> None:
         # Called on every committed event: record and wake, nothing more.
         rid = event.resource.id
-        self._want[rid] = event.resource
+        if event.type is EventType.REMOVED:
+            self._want.pop(rid, None)  # Jenkins keeps it, disabled, as for a vanished device
+        else:
+            self._want[rid] = event.resource
         if event.type in HOLD_ENDING and event.hold is not None and event.ended is not None:
             self._ended[rid] = Ending(event.hold, event.ended)
+        if self._pending_since is None:
+            self._pending_since = time.time()
         self._dirty.add(rid)
         self._idle.clear()
         self._wake.set()
@@ -151,6 +163,8 @@ class CoordinatorSync(Service):
             next_retry=self._next_retry if self._state in WAITING else None,
             consecutive_failures=self._failures,
             requests=self._requests + (self._client.requests if self._client else 0),
+            results=dict(self._results),
+            pending_since=self._pending_since,
         )
 
     # ----------------------------------------------------------------- loop
@@ -168,7 +182,9 @@ class CoordinatorSync(Service):
             # After a quiet spell a change goes out at once; in a burst, at most one
             # round per window, so what arrives meanwhile goes out together.
             await asyncio.sleep(max(0.0, last + window - loop.time()))
-            self._state = SyncState.SYNCING if self._reconciled else self._state
+            if self._state not in WAITING:
+                # A retry stays failing until it succeeds: health and alerts must not flap.
+                self._state = SyncState.SYNCING if self._reconciled else self._state
             last = loop.time()
             try:
                 client = self._connect()
@@ -215,8 +231,9 @@ class CoordinatorSync(Service):
 
     async def _reconcile(self, client: JenkinsClient) -> None:
         """Start from what Jenkins really has under the tree."""
-        self._state = SyncState.RECONCILING
-        remote = parse_tree(await client.get_metadata(), self.section.tree)
+        if self._state not in WAITING:
+            self._state = SyncState.RECONCILING
+        remote = parse_tree(await self._ask(client.get_metadata()), self.section.tree)
         self._belief = {}
         for rid, rem in remote.items():
             belief = Belief(
@@ -256,13 +273,16 @@ class CoordinatorSync(Service):
         for rid in ids:
             if self._in_sync(rid):
                 self._dirty.discard(rid)
+        if not self._dirty:
+            self._pending_since = None
 
     def _pending_value(self, rid: str) -> Post | None:
         return plan.pending_post(rid, self._want.get(rid), self._belief.setdefault(rid, Belief()))
 
     async def _post(self, client: JenkinsClient, posts: list[Post]) -> None:
         try:
-            answer = await client.update(tree_document(self.section.tree, (p.value for p in posts)))
+            document = tree_document(self.section.tree, (p.value for p in posts))
+            answer = await self._ask(client.update(document))
         except JenkinsError as err:
             if err.kind is not Failure.REJECTED:
                 raise
@@ -296,7 +316,8 @@ class CoordinatorSync(Service):
     async def _send_commands(self, client: JenkinsClient, rid: str) -> None:
         for cmd in self._commands(rid):
             try:
-                self._check_saved(await client.command(cmd.name, rid, **cmd.params), cmd.name)
+                answer = await self._ask(client.command(cmd.name, rid, **cmd.params))
+                self._check_saved(answer, cmd.name)
             except JenkinsError as err:
                 if err.kind is Failure.NO_RESOURCE:
                     if rid not in self._want:
@@ -312,6 +333,16 @@ class CoordinatorSync(Service):
                 log.error("coordinator %s rejected %s on %s: %s", self.section.url,
                           cmd.name, rid, err.message)  # fmt: skip
             plan.apply_command(self._belief[rid], cmd)
+
+    async def _ask(self, request: Awaitable[T]) -> T:
+        """One request to Jenkins, counted by its result."""
+        try:
+            answer = await request
+        except JenkinsError as err:
+            self._results[err.kind.value] += 1
+            raise
+        self._results["ok"] += 1
+        return answer
 
     def _check_saved(self, answer: Answer, what: str) -> None:
         if answer.unsaved:

@@ -42,6 +42,7 @@ from agent.config import AdbSection, parse_hostport
 from agent.discovery.adb_host import AdbHost, AdbHostError
 from agent.discovery.inventory import AdbFacts, Inventory
 from agent.lifecycle import Service
+from agent.meters import Meters
 from agent.model import ID_PATTERN, AdbState
 
 log = logging.getLogger(__name__)
@@ -57,6 +58,7 @@ PROPS: dict[str, tuple[str, ...]] = {
     "abi": ("ro.product.cpu.abi",),
     "fingerprint": ("ro.build.fingerprint", "ro.vendor.build.fingerprint"),
 }
+_STATES = frozenset(s.value for s in AdbState)
 MAX_VALUE = 200  # metadata values travel to Jenkins and into environment variables
 STARTUP_TIMEOUT = 10.0
 BACKOFF_FIRST = 0.25
@@ -129,12 +131,14 @@ class AdbSource(Service):
         tcp_recheck: float = TCP_RECHECK,
         *,
         on_stuck: Callable[[str, str], None] = _unheard,
+        meters: Meters | None = None,
     ) -> None:
         # on_stuck(serial, why): a listed phone whose shell does not answer.
         host, port = parse_hostport(settings.server)
         self._on_stuck = on_stuck
         self._host = AdbHost(host, port)
         self._inventory = inventory
+        self._meters = meters
         self._allow_remote = settings.allow_remote
         self._battery_interval = settings.battery_interval
         self._read_timeout = settings.read_timeout if read_timeout is None else read_timeout
@@ -260,6 +264,7 @@ class AdbSource(Service):
         self._ignored = ignored
         for serial in [s for s in self._phones if s not in listed]:
             log.info("adb: %s is no longer listed", serial)
+            self._count("gone")
             _cancel(self._phones.pop(serial))
             self._inventory.adb_removed(serial)
         for serial, state in listed.items():
@@ -269,6 +274,7 @@ class AdbSource(Service):
             if phone.state == state:
                 continue
             log.info("adb: %s is %s", serial, state)
+            self._count(state)
             _cancel(phone)
             phone.state = state
             phone.ready = asyncio.Event()
@@ -276,6 +282,12 @@ class AdbSource(Service):
                 phone.watcher = asyncio.create_task(self._watch(phone), name=f"adb-{serial}")
             else:
                 self._report(phone)
+
+    def _count(self, state: str) -> None:
+        if self._meters is not None:
+            # A word this agent does not know counts as unknown: labels stay a closed set.
+            known = state if state == "gone" or state in _STATES else AdbState.UNKNOWN
+            self._meters.adb_events.labels(known).inc()
 
     # -------------------------------------------------------------- reading
 

@@ -28,7 +28,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from agent.model import Kind, check_metadata_name
+from agent.model import Kind, check_metadata_name, metadata_values
 
 # USB interface class/subclass/protocol triples in udev's ID_USB_INTERFACES.
 ADB_INTERFACE = ":ff4201:"
@@ -102,6 +102,8 @@ class MatchRule(BaseModel):
         if value is not None:
             template_fields(value)
         return value
+
+    _strings = field_validator("metadata", mode="before")(metadata_values)
 
     @field_validator("metadata")
     @classmethod

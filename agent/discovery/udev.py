@@ -41,6 +41,7 @@ from agent.discovery.match import (
 from agent.discovery.sysfs import device_info
 from agent.discovery.usb import BusAddress, read_descriptors
 from agent.lifecycle import Service
+from agent.meters import Meters
 from agent.model import ID_PATTERN
 
 log = logging.getLogger(__name__)
@@ -152,8 +153,11 @@ def to_facts(seen: Seen) -> UsbFacts:
 class UdevSource(Service):
     """Feeds the inventory with the USB devices udev sees (a daemon Component)."""
 
-    def __init__(self, inventory: Inventory, rules: Sequence[MatchRule]) -> None:
+    def __init__(
+        self, inventory: Inventory, rules: Sequence[MatchRule], meters: Meters | None = None
+    ) -> None:
         self._inventory = inventory
+        self._meters = meters
         self._rules = list(rules)
         self._ancestors = needs_ancestors(self._rules)
         self._seen: dict[str, Seen] = {}  # matched devices by syspath
@@ -207,6 +211,8 @@ class UdevSource(Service):
                 device = self._monitor.poll(timeout=0)
                 if device is None:
                     break
+                if self._meters is not None:
+                    self._meters.udev_events.labels(device.action or "unknown").inc()
                 latest.pop(device.sys_path, None)  # keep arrival order of the last event
                 latest[device.sys_path] = device
         except OSError as exc:  # ENOBUFS: the kernel dropped events; look again

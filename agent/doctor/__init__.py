@@ -10,12 +10,14 @@ and who may call it, and whether an agent runs on the state directory (``access`
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from agent.config import find_config
 from agent.doctor.access import check_jsonrpc_allow, check_state_lock, check_tls, check_tokens
-from agent.doctor.report import Check, as_json, as_text, failed
+from agent.doctor.report import Check, as_json, as_text
 from agent.doctor.services import check_adb, check_coordinator
+from agent.doctor.state import check_database, check_user, unknown_user
 from agent.doctor.system import (
     agent_user,
     check_config,
@@ -39,19 +41,19 @@ def run(config: Path | None, user_name: str | None = None) -> list[Check]:
     try:
         user = agent_user(user_name)
     except KeyError:
-        return [
-            *checks,
-            failed("user", f"no user {user_name!r}", "create it: make install (systemd-sysusers)"),
-        ]
+        return [*checks, unknown_user(user_name or f"uid {os.getuid()}")]
     config_dir = found.parent if found is not None else None
+    checks.append(check_user(user_name, user))
     checks.append(check_state_dir(settings, user))
     checks.append(check_state_lock(settings))
+    checks.append(check_database(settings, user))
     checks.append(check_port(settings))
     checks.append(check_jsonrpc_allow(settings))
     checks.append(check_tokens(settings, config_dir))
     checks.append(check_tls(settings, config_dir))
-    checks.append(check_udev_rules(rules_path()))
-    checks += check_usb_devices(settings, user)
+    if settings.udev.enabled:
+        checks.append(check_udev_rules(rules_path()))
+        checks += check_usb_devices(settings, user)
     checks += check_adb(settings)
     for sec in settings.coordinator:
         checks.append(check_coordinator(sec, sec.node or settings.agent.node, config_dir))

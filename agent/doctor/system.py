@@ -16,8 +16,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from agent.config import (
+    DEFAULT_CONFIG,
     SYSTEM_STATE_DIR,
     ConfigError,
+    ConfigProblem,
     Settings,
     load_settings,
     resolve_state_dir,
@@ -88,15 +90,26 @@ def check_config(found: Path | None) -> tuple[Check, Settings | None]:
     try:
         settings = load_settings(found)
     except ConfigError as exc:
-        return failed(
-            name,
-            str(exc),
-            f"edit {found}: correct the key named above (README.md lists every key and its "
-            "type), then run doctor again",
-        ), None
+        return failed(name, str(exc), _config_fix(found, exc.problem)), None
     if found is None:
         return passed(name, "no config file; built-in defaults"), settings
     return passed(name, f"{found} is valid"), settings
+
+
+def _config_fix(found: Path | None, problem: ConfigProblem) -> str:
+    if problem is ConfigProblem.MISSING:
+        return (
+            f"create {found} (make install puts an example in {DEFAULT_CONFIG}), or pass "
+            "--config with the file the agent uses"
+        )
+    if problem is ConfigProblem.UNREADABLE:
+        return f"make {found} a file that root and the agent's user can read"
+    if problem is ConfigProblem.SYNTAX:
+        return f"correct the TOML syntax of {found} at the line named above"
+    return (
+        f"edit {found}: correct each key named above (README.md lists every key and its "
+        "type), then run doctor again"
+    )
 
 
 def check_state_dir(settings: Settings, user: AgentUser) -> Check:

@@ -29,6 +29,7 @@ from typing import Any
 
 from agent.authority import Authority
 from agent.config import parse_hostport
+from agent.config.sessions import SessionRule, Step, UninstallNewPackages, rule_for
 from agent.events import EventBus
 from agent.lifecycle import Service
 from agent.model import (
@@ -46,7 +47,6 @@ from agent.model import (
 )
 from agent.sessions.journal import Journal, Live, Record, Status
 from agent.sessions.phone import AdbLink
-from agent.sessions.rules import SessionRule, Step, UninstallNewPackages, rule_for
 from agent.sessions.steps import StepContext, StepFailed, list_packages, run_step
 
 log = logging.getLogger(__name__)

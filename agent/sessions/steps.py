@@ -18,11 +18,7 @@ from dataclasses import dataclass, field
 from typing import TypeVar
 
 from agent.android import parse_battery, parse_packages
-from agent.model import Kind, Resource, locked_environment
-from agent.sessions import phone
-from agent.sessions.command import CommandFailed, run_command
-from agent.sessions.phone import AdbLink, PhoneError, ServerDown
-from agent.sessions.rules import (
+from agent.config.sessions import (
     Battery,
     BootCompleted,
     ClearLogcat,
@@ -32,6 +28,10 @@ from agent.sessions.rules import (
     UninstallNewPackages,
     UnlockScreen,
 )
+from agent.model import Kind, Resource, locked_environment
+from agent.sessions import phone
+from agent.sessions.command import CommandFailed, run_command
+from agent.sessions.phone import AdbLink, PhoneError, ServerDown
 
 T = TypeVar("T")
 

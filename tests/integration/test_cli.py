@@ -93,9 +93,10 @@ def test_disable_enable_and_list(pool_agent: AgentProcess, rid: str) -> None:
     table = cli("list", url=url)
     assert table.code == 0
     header, *rows = table.out.splitlines()
-    assert header.split() == ["ID", "KIND", "STATE", "NAME", "HOLDER", "/", "REASON"]
+    assert header.split() == ["ID", "KIND", "STATE", "JENKINS", "JOB", "SINCE", "EXPIRES", "HEALTH"]
     [row] = [r for r in rows if r.startswith(rid + " ")]
-    assert row.split()[:4] == [rid, "static", "disabled", rid] and row.endswith("cracked screen")
+    assert row.split()[:3] == [rid, "static", "disabled"]
+    assert row.endswith("disabled: cracked screen")
     refused = cli("reserve", rid, url=url)
     assert refused.code == 1 and "cracked screen" in refused.err
     assert cli("enable", rid, url=url).out == f"enabled {rid}\n"
@@ -109,7 +110,7 @@ def test_list_json_and_show(pool_agent: AgentProcess, rid: str) -> None:
     assert listed.code == 0
     assert json.loads(listed.out) == pool_agent.get("/api/resources")
     assert key not in listed.out  # keys are never listed
-    shown = cli("show", rid, url=url)
+    shown = cli("show", "--json", rid, url=url)
     assert shown.code == 0 and json.loads(shown.out) == pool_agent.get(f"/api/resources/{rid}")
     table = cli("list", url=url)
     [row] = [r for r in table.out.splitlines() if r.startswith(rid + " ")]
@@ -124,7 +125,14 @@ def test_list_json_and_show(pool_agent: AgentProcess, rid: str) -> None:
     [
         ("reserve", "r", "--timeout", "0"),
         ("reserve", "r", "--timeout", "soon"),
+        ("reserve", "r", "--timeout", "inf"),
+        ("reserve", "r", "--timeout", "nan"),
+        ("reserve", "r", "--timeout", "604801"),
         ("lock", "r", "--lease", "-5"),
+        ("renew", "r", "--key", "k", "--lease", "inf"),
+        ("run", "--lease", "nan", "true"),
+        ("run", "--wait", "--timeout", "-inf", "true"),
+        ("history", "r", "--limit", "0"),
         ("release", "r"),  # neither --key nor --force
         ("renew", "r"),  # --key is required
         ("show",),

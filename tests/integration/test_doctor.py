@@ -155,7 +155,7 @@ def test_healthy_setup_passes(setup: Setup, tmp_path: Path, jenkins: JenkinsServ
 
 
 def test_port_held_by_the_running_agent_passes(setup: Setup, tmp_path: Path) -> None:
-    with AgentProcess(tmp_path / "agent") as agent:
+    with AgentProcess(tmp_path / "running-agent") as agent:
         report = setup.run(config={"server": {"listen": f"127.0.0.1:{agent.port}"}})
     assert report.code == 0, report.output
     assert report.check("listen port")["detail"].endswith("held by a running resource-agent")
@@ -164,7 +164,7 @@ def test_port_held_by_the_running_agent_passes(setup: Setup, tmp_path: Path) -> 
 def test_text_output_names_each_fix(setup: Setup) -> None:
     os.remove(setup.rules)
     path = setup.directory / "agent.toml"
-    path.write_text(to_toml(setup.config))
+    path.write_text(to_toml(merged(setup.config, {"udev": {"enabled": True}})))
     env = {k: v for k, v in os.environ.items() if k not in ("LD_PRELOAD", "UMOCKDEV_DIR")}
     env["RESOURCE_AGENT_UDEV_RULES"] = str(setup.rules)
     proc = subprocess.run(
@@ -228,7 +228,7 @@ def test_port_taken_by_another_program(setup: Setup) -> None:
 
 def test_udev_rules_not_installed(setup: Setup) -> None:
     os.remove(setup.rules)
-    report = setup.run()
+    report = setup.run(config={"udev": {"enabled": True}}, device=PIXEL)
     assert report.failures() == ["udev rules"]
     assert "make install" in report.check("udev rules")["fix"]
 
@@ -352,3 +352,67 @@ def test_unusable_tokens_names_and_tls_files_fail(setup: Setup) -> None:
     assert "is 5 characters" in report.check("API tokens")["detail"]
     assert "no-such-host.invalid does not resolve" in report.check("JSON-RPC sources")["detail"]
     assert "missing-cert.pem" in report.check("TLS listener")["detail"]
+
+
+# ------------------------------------------------------- what doctor says it did
+
+
+def test_udev_checks_are_skipped_when_udev_is_off(setup: Setup) -> None:
+    os.remove(setup.rules)  # would fail, were udev on
+    report = setup.run()
+    assert report.code == 0, report.output
+    names = [c["name"] for c in report.data["checks"]]
+    assert "udev rules" not in names and not any(n.startswith("usb") for n in names)
+
+
+def test_it_names_the_user_it_judged_for(setup: Setup) -> None:
+    report = setup.run()
+    assert report.check("user")["detail"] == f"file access is judged for {ME} (--user)"
+
+
+def test_an_unknown_user_fails_clearly(setup: Setup) -> None:
+    report = setup.run("--user", "no-such-user-here")
+    assert report.failures() == ["user"]
+    check = report.check("user")
+    assert "there is no user 'no-such-user-here' on this machine" in check["detail"]
+    assert "--user" in check["fix"]
+
+
+def test_the_state_database_opens(setup: Setup) -> None:
+    first = setup.run()
+    assert "does not exist yet" in first.check("state database")["detail"]
+    state = setup.directory / "state"
+    state.mkdir()
+    with AgentProcess(setup.directory / "running-agent", resources=["a", "b"]) as agent:
+        agent.post("/api/resources/a/lock", {})
+    shutil.copy(agent.state_dir / "state.db", state / "state.db")
+    ok = setup.run()
+    assert ok.check("state database")["detail"].endswith("opens: 2 resources, 1 held"), ok.output
+    (state / "state.db").write_bytes(b"this is not a database" * 100)
+    broken = setup.run()
+    assert broken.failures() == ["state database"]
+    assert "cannot be read" in broken.check("state database")["detail"]
+    assert "move" in broken.check("state database")["fix"]
+
+
+@pytest.mark.parametrize(
+    ("text", "detail", "fix"),
+    [
+        (None, "does not exist", "create "),
+        ("[agent\n", "not valid TOML", "correct the TOML syntax"),
+        ("[agent]\nbogus = 1\nnode = 3\n", "has 2 problems", "edit "),
+    ],
+)
+def test_config_problems_are_worded_as_what_they_are(
+    setup: Setup, text: str | None, detail: str, fix: str
+) -> None:
+    path = setup.directory / "other.toml"
+    if text is not None:
+        path.write_text(text)
+    proc = subprocess.run(
+        [sys.executable, "-m", "agent.cli", "doctor", "--config", str(path), "--json"],
+        check=False, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert proc.returncode == 1
+    [check] = json.loads(proc.stdout)["checks"]
+    assert detail in check["detail"] and check["fix"].startswith(fix), check

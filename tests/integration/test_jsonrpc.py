@@ -229,16 +229,18 @@ def test_unusable_timeout_is_refused(jenkins: JsonRpc4jClient, rid: str, timeout
     assert "timeout" in result.message
 
 
-def test_absent_resource_is_refused(agent_factory: Callable[..., AgentProcess]) -> None:
+def test_resource_removed_from_the_config_is_unknown(
+    agent_factory: Callable[..., AgentProcess],
+) -> None:
     agent = agent_factory(resources=["bench-phone", "kept"])
     jenkins = JsonRpc4jClient(agent.url)
     assert agent.terminate() == 0
-    # The same state, but the config no longer declares bench-phone: not connected.
+    # The same state, but the config no longer declares bench-phone: it is retired.
     again = AgentProcess(agent.directory, resources=["kept"], port=agent.port)
     try:
         again.start()
         result = jenkins.reserve("bench-phone", 3, TASK)
-        assert (result.status, result.code) == ("NO", Code.ABSENT)
+        assert (result.status, result.code) == ("NO", Code.UNKNOWN_RESOURCE)
         assert jenkins.reserve("kept", 3, TASK).ok
     finally:
         again.stop()

@@ -51,6 +51,7 @@ def rest_bases(rid: str) -> dict[str, dict[str, Any]]:
         "/api/resources/{id}/enable": {},
         "/api/resources/{id}/disable": {"reason": "r"},
         "/api/resources/{id}/recover": {"reason": "r"},  # a static resource: not tried
+        "/api/resources/{id}/forget": {},
         # Nothing matches the selector, so no case takes another test's resource.
         "/api/acquire": {"select": {"nope": "x"}, "resource": rid, "lease": 5},
     }

@@ -81,6 +81,7 @@ def test_list_and_show(pool_agent: AgentProcess, rid: str) -> None:
         "present": True,
         "gone": False,
         "health": None,
+        "problem": None,
         "fault": None,
         "holder": None,
         "metadata": {},
@@ -89,7 +90,7 @@ def test_list_and_show(pool_agent: AgentProcess, rid: str) -> None:
 
 def test_unknown_resource_is_404(pool_agent: AgentProcess) -> None:
     refused(pool_agent.request("GET", "/api/resources/nope"), 404, Code.UNKNOWN_RESOURCE, "nope")
-    for action in ("reserve", "lock", "release", "renew", "enable", "disable"):
+    for action in ("reserve", "lock", "release", "renew", "enable", "disable", "forget"):
         body = {"key": "k"} if action in ("release", "renew") else {}
         refused(post(pool_agent, "nope", action, body), 404, Code.UNKNOWN_RESOURCE, "nope")
     resp = pool_agent.request("GET", "/api/resources/nope/history")

@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from agent.config.sessions import SessionRule, rule_for
 from agent.core import Core
 from agent.model import (
     Code,
@@ -25,7 +26,6 @@ from agent.model import (
 )
 from agent.sessions.journal import Journal, Status
 from agent.sessions.manager import Sessions
-from agent.sessions.rules import SessionRule, rule_for
 from tests.fakes.adb_server import AdbServer
 from tests.fakes.adbd import FakeAdbd
 from tests.support.core import core_harness

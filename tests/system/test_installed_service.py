@@ -167,9 +167,14 @@ def check_running(box: Container, jenkins: JenkinsServer, agent: str) -> dict[st
     for unit in UNITS:
         state = box.show(unit, "ActiveState", "SubState")
         assert state == {"ActiveState": "active", "SubState": "running"}, (unit, state)
+
     # The adb server is the venv's adbutils' adb, exec'd by resource-agent adb-server.
-    adb_pid = box.show("resource-agent-adb.service", "MainPID")["MainPID"]
-    adb_exe = box.run("readlink", f"/proc/{adb_pid}/exe").stdout.strip()
+    def exec_d() -> str | None:
+        pid = box.show("resource-agent-adb.service", "MainPID")["MainPID"]
+        exe = box.run("readlink", f"/proc/{pid}/exe", check=False).stdout.strip()
+        return exe if exe.endswith("/adb") else None  # python3 until it has exec'd
+
+    adb_exe: str = wait_for(exec_d, what="the adb server exec'd")
     assert adb_exe.startswith("/opt/resource-agent/lib/python3"), adb_exe
     assert adb_exe.endswith("/site-packages/adbutils/binaries/adb"), adb_exe
     assert http_request(agent, "GET", "/api/health").status == 200

@@ -45,8 +45,8 @@ def test_each_change_has_the_need_the_issue_asks_for() -> None:
     assert need("POST", "/api/resources/{id}/renew", {"key": "k"}) is Need.KEY
     assert need("POST", "/api/resources/{id}/enable") is Need.ADMIN
     assert need("POST", "/api/resources/{id}/disable") is Need.ADMIN
-    # A change route nobody wrote a rule for is an administrator's (forget, say).
-    assert rule_for("POST", "/api/resources/{id}/forget", {}) == Rule(Need.ADMIN)
+    assert rule_for("POST", "/api/resources/{id}/forget", {}) == Rule(Need.ADMIN, Action.FORGET)
+    # A change route nobody wrote a rule for is an administrator's.
     assert rule_for("DELETE", "/api/resources/{id}", {}) == Rule(Need.ADMIN)
 
 

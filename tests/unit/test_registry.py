@@ -795,6 +795,7 @@ def test_every_refusal_names_its_resource(reg: Registry, clock: FakeClock) -> No
         (Code.NO_LEASE, lambda: reg.renew("phone2", nolease.key), "lock on phone2 has no lease"),
         (Code.CLEANING, lambda: boards.reserve("dirty", 1, QUEUED), "dirty is being cleaned"),
         (Code.QUARANTINED, lambda: boards.lock("sad", None, PERSON), "sad is quarantined"),
+        (Code.PRESENT, lambda: reg.forget("phone1"), "phone1 is connected"),
     ]
     # The sessions' gate refuses a Lock whose provisioning failed (tests/integration/
     # test_sessions.py); every other refusal is the registry's.

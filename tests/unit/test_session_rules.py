@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from agent.config import ConfigError, load_settings
+from agent.config.sessions import Battery, Command, SessionRule, rule_for
 from agent.model import Kind, Resource
-from agent.sessions.rules import Battery, Command, SessionRule, rule_for
 
 
 def load(tmp_path: Path, text: str) -> SessionRule:

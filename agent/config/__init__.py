@@ -7,6 +7,7 @@ path, which ``ConfigError`` turns into one line naming file, key and problem.
 
 from __future__ import annotations
 
+import enum
 import os
 import re
 import socket
@@ -26,10 +27,10 @@ from pydantic import (
 )
 
 from agent.addresses import COORDINATORS, parse_allow
+from agent.config.sessions import SessionRule
 from agent.discovery.match import MatchRule
 from agent.discovery.static import StaticResource
 from agent.model import MAX_SECONDS
-from agent.sessions.rules import SessionRule
 
 DEFAULT_CONFIG = Path("/etc/resource-agent/agent.toml")
 SYSTEM_STATE_DIR = Path("/var/lib/resource-agent")
@@ -37,8 +38,21 @@ SYSTEM_STATE_DIR = Path("/var/lib/resource-agent")
 Seconds = Annotated[float, Field(gt=0, le=MAX_SECONDS)]
 
 
+class ConfigProblem(enum.Enum):
+    """What is wrong with a config file, for the advice that goes with it (doctor)."""
+
+    MISSING = "missing"  # no such file
+    UNREADABLE = "unreadable"  # permissions, a directory...
+    SYNTAX = "syntax"  # not TOML (or not UTF-8)
+    INVALID = "invalid"  # TOML, but a key is unknown, mistyped or out of range
+
+
 class ConfigError(Exception):
-    """The config cannot be used; the message names the file, key and problem."""
+    """The config cannot be used; the message names the file, and each key and problem."""
+
+    def __init__(self, message: str, problem: ConfigProblem = ConfigProblem.INVALID) -> None:
+        super().__init__(message)
+        self.problem = problem
 
 
 class _Section(BaseModel):
@@ -209,6 +223,9 @@ class CoordinatorSection(_Section):
     @field_validator("url")
     @classmethod
     def _check_url(cls, value: str) -> str:
+        if any(c.isspace() or not c.isprintable() for c in value):
+            # urlsplit takes them, and Jenkins would get a different URL than the one meant.
+            raise ValueError(f"a URL has no spaces or control characters, got {value!r}")
         parts = urlsplit(value)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError(f"expected an http(s) URL of a Jenkins root, got {value!r}")
@@ -280,21 +297,27 @@ def load_settings(path: Path | None) -> Settings:
     try:
         with path.open("rb") as f:
             data = tomllib.load(f)
+    except FileNotFoundError as exc:
+        raise ConfigError(f"config {path} does not exist", ConfigProblem.MISSING) from exc
     except OSError as exc:
-        raise ConfigError(f"config {path}: cannot read: {exc.strerror or exc}") from exc
+        raise ConfigError(
+            f"config {path}: cannot read: {exc.strerror or exc}", ConfigProblem.UNREADABLE
+        ) from exc
     except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"config {path}: not valid TOML: {exc}") from exc
+        raise ConfigError(f"config {path}: not valid TOML: {exc}", ConfigProblem.SYNTAX) from exc
     except UnicodeDecodeError as exc:
         raise ConfigError(
-            f"config {path}: not valid TOML: not UTF-8 text ({exc.reason} at byte {exc.start})"
+            f"config {path}: not valid TOML: not UTF-8 text ({exc.reason} at byte {exc.start})",
+            ConfigProblem.SYNTAX,
         ) from exc
     try:
         return Settings.model_validate(data)
     except ValidationError as exc:
-        first = _describe_error(exc.errors()[0])
-        more = len(exc.errors()) - 1
-        suffix = f" (and {more} more problem{'s' if more > 1 else ''})" if more else ""
-        raise ConfigError(f"config {path}: {first}{suffix}") from exc
+        problems = [_describe_error(err) for err in exc.errors()]
+        if len(problems) == 1:
+            raise ConfigError(f"config {path}: {problems[0]}") from exc
+        listed = "".join(f"\n  {p}" for p in problems)
+        raise ConfigError(f"config {path} has {len(problems)} problems:{listed}") from exc
 
 
 def find_config(explicit: Path | None) -> Path | None:
