@@ -30,6 +30,7 @@ from pathlib import Path
 from aiohttp import web
 
 from bench._jsonrpc_load import Load, run_load
+from bench.procstat import cpu_seconds
 from tests.agentproc import AgentProcess
 from tests.support.net import free_port
 from tests.support.waiting import wait_for
@@ -73,11 +74,20 @@ def _listening(port: int) -> bool:
         return sock.connect_ex(("127.0.0.1", port)) == 0
 
 
-def _line(name: str, loads: list[Load]) -> tuple[float, float, float]:
+def _turn(pid: int, port: int) -> tuple[Load, float]:
+    """One turn of the load against ``port``, and the server's CPU per operation (µs)."""
+    before = cpu_seconds(pid)
+    load = asyncio.run(run_load("127.0.0.1", port, CLIENTS, SECONDS))
+    return load, (cpu_seconds(pid) - before) / load.ops * 1e6
+
+
+def _line(name: str, loads: list[Load], cpus: list[float]) -> tuple[float, float, float]:
     rate = statistics.median(x.rate for x in loads)
     p50 = statistics.median(x.ms(0.5) for x in loads)
     p99 = statistics.median(x.ms(0.99) for x in loads)
-    print(f"{name:38} {rate:9.0f} ops/s  p50 {p50:6.2f} ms  p99 {p99:6.2f} ms")
+    cpu = statistics.median(cpus)
+    print(f"{name:34} {rate:7.0f} ops/s  p50 {p50:6.2f} ms  p99 {p99:6.2f} ms  "
+          f"CPU {cpu:4.0f} µs/op")  # fmt: skip
     return rate, p50, p99
 
 
@@ -85,8 +95,7 @@ def main() -> None:
     """Run the turns and print both sides and the ratio."""
     resources = [f"bench-{i}" for i in range(CLIENTS)]
     port = free_port()
-    agent_runs: list[Load] = []
-    bare_runs: list[Load] = []
+    runs: dict[str, tuple[list[Load], list[float]]] = {"agent": ([], []), "bare": ([], [])}
     with (
         tempfile.TemporaryDirectory() as tmp,
         AgentProcess(Path(tmp), resources=resources, log_level="warning") as agent,
@@ -94,18 +103,20 @@ def main() -> None:
         bare = _bare(port)
         try:
             for turn in range(TURNS):
-                for name, runs, target in (("agent", agent_runs, agent.port),
-                                           ("bare", bare_runs, port)):  # fmt: skip
-                    load = asyncio.run(run_load("127.0.0.1", target, CLIENTS, SECONDS))
-                    runs.append(load)
+                for name, pid, target in (("agent", agent.pid, agent.port),
+                                          ("bare", bare.pid, port)):  # fmt: skip
+                    load, cpu = _turn(pid, target)
+                    runs[name][0].append(load)
+                    runs[name][1].append(cpu)
                     print(f"turn {turn + 1} {name:5} {load.rate:7.0f} ops/s  "
-                          f"p50 {load.ms(0.5):.2f} ms  p99 {load.ms(0.99):.2f} ms")  # fmt: skip
+                          f"p50 {load.ms(0.5):.2f} ms  p99 {load.ms(0.99):.2f} ms  "
+                          f"CPU {cpu:.0f} µs/op")  # fmt: skip
         finally:
             bare.terminate()
             bare.wait(10)
     print(f"{CLIENTS} clients, {TURNS} turns of {SECONDS:g} s each, medians:")
-    agent_rate, _, agent_p99 = _line("agent (durable)", agent_runs)
-    bare_rate, _, _ = _line("bare aiohttp (no state, no disk)", bare_runs)
+    agent_rate, _, agent_p99 = _line("agent (durable)", *runs["agent"])
+    bare_rate, _, _ = _line("bare aiohttp (no state, no disk)", *runs["bare"])
     print(
         f"agent / bare: {agent_rate / bare_rate:.2f} of the ceiling; agent p99 {agent_p99:.2f} ms"
     )
