@@ -14,6 +14,7 @@ a token is named by its name in ``[server] token_files``.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import re
@@ -27,6 +28,7 @@ _PLAIN = re.compile(r"^[A-Za-z0-9._:/@+,-]+$")
 AGENT = "agent"  # the caller of what the agent does by itself
 
 
+@functools.lru_cache(maxsize=1024)  # the same ids, URLs and addresses, line after line
 def _value(value: str) -> str:
     return value if _PLAIN.match(value) else json.dumps(value, ensure_ascii=False)
 
