@@ -14,7 +14,7 @@ from datetime import datetime
 
 import pytest
 
-from agent.api.jsonrpc import _result
+from agent.api.jsonrpc import MonitorResult, _result
 from agent.model import Code
 from tests.fakes.jsonrpc4j import check_result
 
@@ -58,3 +58,21 @@ def test_offset_follows_dst_at_the_instant(
     result = check_result(_result(Code.HELD, "resource r is locked", None, when.timestamp()))
     assert (result.timezone, result.isotime) == (offset, iso)
     assert result.time == int(when.timestamp()) * 1000
+
+
+def test_the_result_is_exactly_a_monitor_result() -> None:
+    # Built as a plain dict for speed: it must still be the model, field for field.
+    result = _result(Code.OK, "locked r", "k", SECOND + 0.25)
+    assert list(result) == list(MonitorResult.model_fields)
+    assert MonitorResult.model_validate(result).model_dump() == result
+
+
+def test_a_remembered_second_follows_a_change_of_zone(monkeypatch: pytest.MonkeyPatch) -> None:
+    try:
+        for zone, offset in (("UTC", 0), ("Europe/Berlin", 3600), ("UTC", 0)):
+            monkeypatch.setenv("TZ", zone)
+            time.tzset()
+            assert _result(Code.OK, "m", None, SECOND)["timezone"] == offset
+    finally:
+        monkeypatch.undo()
+        time.tzset()
