@@ -35,7 +35,7 @@ def _value(value: str) -> str:
 
 def line(**fields: str | None) -> str:
     """``key=value ...`` in the order given; None and empty values are left out."""
-    return " ".join(f"{k}={_value(v)}" for k, v in fields.items() if v)
+    return " ".join([f"{k}={_value(v)}" for k, v in fields.items() if v])
 
 
 def _who(
@@ -57,7 +57,9 @@ def audit(event: Event) -> None:
     if action is None:
         return
     fields = _who(action, event.resource.id, holder_of(event), event.caller)
-    log.info("%s", line(**fields, outcome="ok", detail=detail_of(event, action)))
+    fields["outcome"] = "ok"
+    fields["detail"] = detail_of(event, action)
+    log.info(line(**fields))  # no arguments: the line is not %-formatted again
 
 
 def refused(

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import os
 import sys
+from typing import TextIO
 
 from aiohttp.http_exceptions import HttpProcessingError
 
@@ -45,6 +48,49 @@ class BadRequestFilter(logging.Filter):
         return True
 
 
+class LoopBatchedHandler(logging.StreamHandler[TextIO]):
+    """Lines logged on a running event loop are written together, once per loop iteration.
+
+    A group commit of 30 changes logs 30 audit lines from one callback: one
+    write(2) for all of them, not one each. A line logged on another thread, or
+    with no loop running, is written at once (after any still waiting: order holds).
+    """
+
+    def __init__(self, stream: TextIO) -> None:
+        super().__init__(stream)
+        self._pending: list[str] = []
+        self._scheduled_on: asyncio.AbstractEventLoop | None = None
+
+    def emit(self, record: logging.LogRecord) -> None:
+        """Queue the line; write it at the end of this loop iteration (or now)."""
+        try:
+            self._pending.append(self.format(record) + self.terminator)
+        except Exception:
+            self.handleError(record)
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # not on the loop's thread, or no loop at all
+            self.flush()
+            return
+        if self._scheduled_on is not loop:
+            self._scheduled_on = loop
+            loop.call_soon(self._flush_scheduled)
+
+    def _flush_scheduled(self) -> None:
+        self._scheduled_on = None
+        self.flush()
+
+    def flush(self) -> None:
+        """Write what is queued (logging.shutdown calls this at exit too)."""
+        # Like StreamHandler's errors, a log that cannot be written never stops the agent.
+        with self.lock, contextlib.suppress(OSError, ValueError):  # type: ignore[union-attr]
+            text = "".join(self._pending)
+            self._pending.clear()
+            self.stream.write(text)
+            self.stream.flush()
+
+
 def stderr_is_journal() -> bool:
     """Whether stderr is the journal stream systemd connected, not merely inherited.
 
@@ -63,7 +109,7 @@ def stderr_is_journal() -> bool:
 
 def setup(level: str) -> None:
     """Configure the root logger for ``level`` (debug, info, warning, error)."""
-    handler = logging.StreamHandler(sys.stderr)
+    handler = LoopBatchedHandler(sys.stderr)
     if stderr_is_journal():
         handler.setFormatter(JournalFormatter("%(name)s: %(message)s"))
     else:
