@@ -20,7 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from agent import audit
 from agent.actions import CALLER
 from agent.api.metrics import refused
-from agent.api.wire import AUTHORITY, LOCKER, BadJSON, dumps, parse_json
+from agent.api.wire import AUTHORITY, LOCKER, BadJSON, encode, parse_json
 from agent.model import Action, Code, Hold, Holder, Refused, zoned
 
 log = logging.getLogger(__name__)
@@ -228,4 +228,4 @@ async def handle(request: web.Request) -> web.Response:
 
 
 def _respond(body: Any) -> web.Response:
-    return web.Response(text=dumps(body), content_type="application/json-rpc")
+    return web.Response(body=encode(body), content_type="application/json-rpc", charset="utf-8")
