@@ -7,6 +7,7 @@ import contextlib
 import logging
 import os
 import sys
+import time
 from typing import TextIO
 
 from aiohttp.http_exceptions import HttpProcessingError
@@ -28,6 +29,24 @@ class JournalFormatter(logging.Formatter):
         text = super().format(record)
         prefix = _PRIORITY.get(record.levelno, "<6>")
         return "\n".join(prefix + line for line in text.splitlines())
+
+
+class StampedFormatter(logging.Formatter):
+    """The default time stamp, its text made once per second (a strftime per line cost
+    as much as the rest of an audit line)."""
+
+    def __init__(self, fmt: str) -> None:
+        super().__init__(fmt)
+        self._second = -1
+        self._text = ""
+
+    def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:
+        """``2026-11-24 10:15:30,123`` (local time), as logging.Formatter writes it."""
+        second = int(record.created)
+        if second != self._second:
+            self._second = second
+            self._text = time.strftime(self.default_time_format, self.converter(record.created))
+        return f"{self._text},{int(record.msecs):03d}"
 
 
 class BadRequestFilter(logging.Filter):
@@ -113,7 +132,7 @@ def setup(level: str) -> None:
     if stderr_is_journal():
         handler.setFormatter(JournalFormatter("%(name)s: %(message)s"))
     else:
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s"))
+        handler.setFormatter(StampedFormatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s"))
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())

@@ -7,7 +7,7 @@ import io
 import logging
 import sys
 
-from agent.systemd.logs import JournalFormatter, LoopBatchedHandler
+from agent.systemd.logs import JournalFormatter, LoopBatchedHandler, StampedFormatter
 
 
 def test_every_line_of_a_traceback_carries_the_priority() -> None:
@@ -86,3 +86,14 @@ def test_what_a_loop_left_queued_is_written_by_the_next_line_or_at_exit() -> Non
         runner.run(log_and_stop())
     handler.flush()  # what logging.shutdown() does at exit
     assert out.getvalue() == "last on the loop\n"
+
+
+def test_the_time_stamp_is_written_as_logging_writes_it() -> None:
+    ours, standard = (
+        StampedFormatter("%(asctime)s %(message)s"),
+        logging.Formatter("%(asctime)s %(message)s"),
+    )
+    for created in (1795489449.0, 1795489449.0005, 1795489449.9999, 1795489450.25):
+        record = logging.LogRecord("a", logging.INFO, __file__, 1, "m", (), None)
+        record.created, record.msecs = created, (created - int(created)) * 1000
+        assert ours.format(record) == standard.format(record)
