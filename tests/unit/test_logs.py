@@ -7,7 +7,12 @@ import io
 import logging
 import sys
 
-from agent.systemd.logs import JournalFormatter, LoopBatchedHandler, StampedFormatter
+from agent.systemd.logs import (
+    LINE_FORMAT,
+    JournalFormatter,
+    LoopBatchedHandler,
+    StampedFormatter,
+)
 
 
 def test_every_line_of_a_traceback_carries_the_priority() -> None:
@@ -88,12 +93,18 @@ def test_what_a_loop_left_queued_is_written_by_the_next_line_or_at_exit() -> Non
     assert out.getvalue() == "last on the loop\n"
 
 
-def test_the_time_stamp_is_written_as_logging_writes_it() -> None:
-    ours, standard = (
-        StampedFormatter("%(asctime)s %(message)s"),
-        logging.Formatter("%(asctime)s %(message)s"),
-    )
+def test_lines_are_written_as_logging_writes_them() -> None:
+    ours, standard = StampedFormatter(), logging.Formatter(LINE_FORMAT)
+    try:
+        raise ValueError("boom")
+    except ValueError:
+        exc_info = sys.exc_info()
     for created in (1795489449.0, 1795489449.0005, 1795489449.9999, 1795489450.25):
-        record = logging.LogRecord("a", logging.INFO, __file__, 1, "m", (), None)
-        record.created, record.msecs = created, (created - int(created)) * 1000
-        assert ours.format(record) == standard.format(record)
+        for msg, args, exc in (
+            ("plain 100%", (), None),
+            ("with %s", ("argument",), None),
+            ("failed", (), exc_info),
+        ):
+            record = logging.LogRecord("agent.x", logging.WARNING, __file__, 1, msg, args, exc)
+            record.created, record.msecs = created, (created - int(created)) * 1000
+            assert ours.format(record) == standard.format(record)
