@@ -23,6 +23,7 @@ from agent.api.bodies import (
     RenewBody,
     ReserveBody,
 )
+from agent.api.rendered import RENDERED
 from agent.api.schemas import (
     ActionOut,
     CoordinatorOut,
@@ -35,7 +36,6 @@ from agent.api.schemas import (
     HoldOut,
     HoldWithKey,
     ReleaseAnswer,
-    ResourceList,
     ResourceOut,
 )
 from agent.api.wire import (
@@ -143,8 +143,8 @@ async def coordinators(request: web.Request) -> web.Response:
 @routes.get("/api/resources")
 async def list_resources(request: web.Request) -> web.Response:
     """Every resource."""
-    resources = request.app[AUTHORITY].registry.resources()
-    return answer(ResourceList.model_construct(resources=[ResourceOut.of(r) for r in resources]))
+    body = request.app[RENDERED].resources(request.app[AUTHORITY].registry.resources())
+    return web.Response(body=body, content_type="application/json", charset="utf-8")
 
 
 @routes.get("/api/resources/{id}")

@@ -1,0 +1,66 @@
+"""agent/api/rendered.py: the kept JSON is the model's, byte for byte, and follows every change."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from dataclasses import replace
+
+import pytest
+
+from agent.api.rendered import Rendered
+from agent.api.schemas import ResourceList, ResourceOut
+from agent.model import Fault, FaultKind, Hold, Holder, HoldKind, Kind, Resource
+
+NOW = 1795489449.25
+
+
+def model_json(resources: list[Resource]) -> bytes:
+    listed = ResourceList.model_construct(resources=[ResourceOut.of(r) for r in resources])
+    return listed.model_dump_json().encode()
+
+
+def fleet() -> list[Resource]:
+    hold = Hold(HoldKind.LOCKED, "k", Holder("http://j/", "job/x/1/"), NOW, NOW + 60, 60)
+    return [
+        Resource(id="a", name="A", kind=Kind.STATIC, description='bench "one" é'),
+        Resource(id="b", name="B", kind=Kind.ANDROID, metadata={"battery": "80"}, hold=hold),
+        Resource(id="c", name="C", kind=Kind.USB, present=False, absent_since=NOW, health="x"),
+        Resource(id="d", name="D", kind=Kind.USB, fault=Fault(FaultKind.QUARANTINED, "3 failed")),
+    ]
+
+
+@pytest.fixture
+def zone(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    monkeypatch.setenv("TZ", "Europe/Berlin")
+    time.tzset()
+    yield
+    monkeypatch.undo()
+    time.tzset()
+
+
+def test_the_list_is_the_models_byte_for_byte(zone: None) -> None:
+    rendered, resources = Rendered(), fleet()
+    assert rendered.resources(resources) == model_json(resources)
+    assert rendered.resources(resources) == model_json(resources)  # from what it kept
+    assert rendered.resources([]) == model_json([])
+
+
+def test_a_changed_or_removed_resource_is_shown_as_it_is_now(zone: None) -> None:
+    rendered, resources = Rendered(), fleet()
+    rendered.resources(resources)
+    resources[1] = replace(resources[1], hold=None, metadata={"battery": "79"})
+    del resources[0]
+    assert rendered.resources(resources) == model_json(resources)
+
+
+def test_a_new_time_zone_is_obeyed(monkeypatch: pytest.MonkeyPatch) -> None:
+    rendered, resources = Rendered(), fleet()
+    try:
+        for name in ("UTC", "Europe/Berlin", "UTC"):
+            monkeypatch.setenv("TZ", name)
+            time.tzset()
+            assert rendered.resources(resources) == model_json(resources)
+    finally:
+        monkeypatch.undo()
+        time.tzset()
