@@ -30,7 +30,7 @@ from pathlib import Path
 from aiohttp import web
 
 from bench._jsonrpc_load import Load, run_load
-from bench.procstat import cpu_seconds
+from bench._procstat import cpu_seconds
 from tests.agentproc import AgentProcess
 from tests.support.net import free_port
 from tests.support.waiting import wait_for
