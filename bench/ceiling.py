@@ -37,7 +37,7 @@ from tests.support.waiting import wait_for
 
 CLIENTS = int(os.environ.get("BENCH_CLIENTS", "32"))
 SECONDS = float(os.environ.get("BENCH_SECONDS", "5"))
-TURNS = int(os.environ.get("BENCH_TURNS", "2"))
+TURNS = int(os.environ.get("BENCH_TURNS", "3"))
 
 
 async def _answer(request: web.Request) -> web.Response:
