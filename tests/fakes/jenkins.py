@@ -532,7 +532,9 @@ def make_app(jenkins: FakeJenkins, stopping: asyncio.Event | None = None) -> web
         if jenkins.outage.hang:
             jenkins.held += 1
             while jenkins.outage.hang and not stopping.is_set():
-                await asyncio.sleep(0.01)  # set from the test's thread: polled, not awaited
+                # ``hang`` is set from the test's thread: polled, with stopping cutting it short.
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stopping.wait(), 0.01)
         with jenkins.lock:
             user: str | None = None
             status, answer = 200, None

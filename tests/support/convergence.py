@@ -15,10 +15,16 @@ and keeps them itself, so they would not show in its metadata.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from tests.support.coordinator import flat
+from tests.agentproc import AgentProcess
+from tests.fakes.jenkins import JenkinsServer
+from tests.support.coordinator import NODE, flat
+
+QUIET = 2.0  # a match must last this long (past the agent's re-read after an outage)
+CONVERGE_TIMEOUT = 30.0
 
 # The agent's state -> the hold Jenkins must show.
 HOLD_OF_STATE = {
@@ -73,3 +79,36 @@ def differences(
         if rid not in known and (remote["enabled"] or _hold(remote) is not None):
             out.append(f"{rid}: unknown to the agent, but enabled or held in Jenkins")
     return out
+
+
+def gap(agent: AgentProcess, server: JenkinsServer) -> list[str]:
+    """What ``server`` (node NODE) believes that the agent does not ([] when converged)."""
+    return differences(agent.get("/api/resources")["resources"], server.jenkins.resources(NODE))
+
+
+def in_sync(agent: AgentProcess) -> bool:
+    """Whether the agent says every coordinator is in sync."""
+    return all(c["state"] == "in sync" for c in agent.get("/api/coordinators")["coordinators"])
+
+
+def converged(agent: AgentProcess, server: JenkinsServer, quiet: float = QUIET) -> float:
+    """Wait until Jenkins matches the agent and keeps matching for ``quiet`` seconds.
+
+    Answers when that lasting match began, in seconds from the call.
+    """
+    began = time.monotonic()
+    matched: float | None = None
+    while True:
+        now = time.monotonic()
+        if in_sync(agent) and not gap(agent, server):
+            matched = now if matched is None else matched
+            if now - matched >= quiet:
+                return matched - began
+        else:
+            matched = None
+        if now - began > CONVERGE_TIMEOUT:
+            raise AssertionError(
+                f"Jenkins does not match the agent after {CONVERGE_TIMEOUT} s: "
+                f"{gap(agent, server)}\n{agent.log_tail()}"
+            )
+        time.sleep(0.02)
