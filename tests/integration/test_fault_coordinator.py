@@ -27,6 +27,7 @@ from tests.support.churn import OTHER_JENKINS, Churn
 from tests.support.convergence import converged
 from tests.support.coordinator import NODE, coordinator
 from tests.support.outage import outage
+from tests.support.scale import scaled
 from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.skipif(
@@ -34,7 +35,7 @@ pytestmark = pytest.mark.skipif(
 )
 
 STATICS = ["board-1", "board-2", "board-3"]
-STEPS = 12  # changes per kind of outage
+STEPS = scaled(12)  # changes per kind of outage
 T = TypeVar("T")
 SLOW = 2.0  # seconds a slow Jenkins takes to answer
 

@@ -28,6 +28,7 @@ from tests.fakes.umockdev import Testbed, phone, umockdev_active
 from tests.support.churn import OTHER_JENKINS
 from tests.support.convergence import converged
 from tests.support.coordinator import NODE, coordinator
+from tests.support.scale import scaled
 from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.skipif(
@@ -35,7 +36,7 @@ pytestmark = pytest.mark.skipif(
 )
 
 PHONES = 10
-EVENTS = 400
+EVENTS = scaled(400)
 GRACE = 6.0  # longer than the flapping: every hold must survive it
 
 
