@@ -14,7 +14,7 @@ SYSTEM_PKGS  = umockdev libumockdev0 udev systemd libusb-1.0-0 util-linux system
                chromium chromium-driver prometheus
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: run test lint bench system-deps install uninstall clean
+.PHONY: run test lint bench faults system-deps install uninstall clean
 
 $(BIN)/python:
 	@# Debian splits venv support into python3-venv; a fresh machine may lack it.
@@ -55,6 +55,12 @@ lint: $(VENV)/.installed-test
 ## Lint, type-check and run the whole suite (udev tests run under umockdev).
 test: system-deps lint
 	umockdev-wrapper $(BIN)/python -m pytest $(PYTEST_ARGS)
+
+## The fault and fuzz tests (issue 11) at ten times their size in `make test` (or FAULTS_SCALE=N).
+FAULTS_SCALE ?= 10
+faults: system-deps $(VENV)/.installed-test
+	FAULTS_SCALE=$(FAULTS_SCALE) umockdev-wrapper $(BIN)/python -m pytest \
+	  tests/integration/test_fault_*.py tests/integration/test_fuzz_*.py $(PYTEST_ARGS)
 
 # The peer benchmark's labgrid lives in its own venv: never a dependency of the agent.
 LABGRID_VENV = $(VENV)-labgrid
