@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from dataclasses import replace
 
@@ -11,6 +10,7 @@ import pytest
 from agent.api.rendered import Rendered
 from agent.api.schemas import ResourceList, ResourceOut
 from agent.model import Fault, FaultKind, Hold, Holder, HoldKind, Kind, Resource
+from tests.support.clock import local_zone
 
 NOW = 1795489449.25
 
@@ -31,12 +31,9 @@ def fleet() -> list[Resource]:
 
 
 @pytest.fixture
-def zone(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    monkeypatch.setenv("TZ", "Europe/Berlin")
-    time.tzset()
-    yield
-    monkeypatch.undo()
-    time.tzset()
+def zone() -> Iterator[None]:
+    with local_zone("Europe/Berlin"):
+        yield
 
 
 def test_the_list_is_the_models_byte_for_byte(zone: None) -> None:
@@ -54,13 +51,8 @@ def test_a_changed_or_removed_resource_is_shown_as_it_is_now(zone: None) -> None
     assert rendered.resources(resources) == model_json(resources)
 
 
-def test_a_new_time_zone_is_obeyed(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_new_time_zone_is_obeyed() -> None:
     rendered, resources = Rendered(), fleet()
-    try:
-        for name in ("UTC", "Europe/Berlin", "UTC"):
-            monkeypatch.setenv("TZ", name)
-            time.tzset()
+    for name in ("UTC", "Europe/Berlin", "UTC"):
+        with local_zone(name):
             assert rendered.resources(resources) == model_json(resources)
-    finally:
-        monkeypatch.undo()
-        time.tzset()
