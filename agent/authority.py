@@ -13,7 +13,6 @@ agent's own releases (``ended`` given) and what sources and time do carry none.
 from __future__ import annotations
 
 import asyncio
-import contextvars
 import logging
 from collections.abc import Callable, Sequence
 
@@ -31,7 +30,7 @@ from agent.model import (
     RungResult,
 )
 from agent.registry import Registry
-from agent.store import Store
+from agent.store import Committed, Store
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +54,7 @@ class Authority:
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at: float | None = None
         self._last_write: asyncio.Future[None] | None = None
+        store.on_commit(self._committed)
 
     # ---------------------------------------------------------------- commands
 
@@ -194,26 +194,27 @@ class Authority:
 
     def _write(self, events: Sequence[Event]) -> asyncio.Future[None]:
         future = self._store.write(events)
-        # Published from the commit callback, so sinks see commit order and
-        # never hear of a change that is not on disk; in a context of its own, so
-        # no request's caller reaches what a sink does in turn (the event says who).
-        future.add_done_callback(
-            lambda f: self._committed(f, events), context=contextvars.Context()
-        )
         self._last_write = future
         self._arm()
         return future
 
-    def _committed(self, future: asyncio.Future[None], events: Sequence[Event]) -> None:
-        if future.cancelled():
-            return
-        exc = future.exception()
-        if exc is not None:
+    def _committed(self, writes: Committed) -> None:
+        """A group's writes, before their futures resolve: the bus hears what is on disk.
+
+        Sinks so hear commit order and never of a change that is not on disk, all of a
+        group at once; called from the store's own callback, so no request's caller
+        reaches what a sink does in turn (the event says who).
+        """
+        events: list[Event] = []
+        for written, exc in writes:
+            if exc is None:
+                events.extend(written)
+                continue
             # Memory is now ahead of disk; only a restart from disk is consistent.
             log.critical("state could not be saved, stopping: %s", exc)
             self._on_fatal(exc)
-            return
-        self.bus.publish(events)
+        if events:
+            self.bus.publish(events)
 
     def _arm(self) -> None:
         deadline = self.registry.next_deadline()

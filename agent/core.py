@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from agent.authority import Authority
-from agent.events import EventBus, Subscriber
+from agent.events import EventBus, GroupSubscriber
 from agent.ledger import no_sessions
 from agent.model import Resource
 from agent.registry import Registry
@@ -45,15 +45,15 @@ async def build_core(
     on_fatal: Callable[[BaseException], None],
     grace: float = 30.0,
     needs_session: Callable[[Resource], bool] = no_sessions,
-    sinks: Sequence[Subscriber] = (),
+    sinks: Sequence[GroupSubscriber] = (),
     observe_commit: Callable[[float], None] | None = None,
 ) -> AsyncIterator[Core]:
     """The core on the database in ``state_dir``; ``on_fatal`` hears of a failed commit.
 
     ``needs_session(res)``: whether a lock on ``res`` is provisioned and torn down.
-    ``sinks`` hear every event from the first on, the expiries of the time the
-    agent was down included (the audit trail). ``observe_commit(seconds)``: how
-    long each commit took (called on the writer thread).
+    ``sinks`` hear every event from the first on, each commit's together, the
+    expiries of the time the agent was down included (the audit trail).
+    ``observe_commit(seconds)``: how long each commit took (called on the writer thread).
     StateLocked (a StoreError): another agent runs on ``state_dir``.
     """
     with StateLock(state_dir):
@@ -66,6 +66,6 @@ async def build_core(
             raise
         bus = EventBus()
         for sink in sinks:
-            bus.subscribe(sink)
+            bus.subscribe_groups(sink)
         async with store, Authority(registry, store, bus, clock, on_fatal) as authority:
             yield Core(registry, store, bus, authority)
