@@ -7,14 +7,16 @@ BIN     = $(VENV)/bin
 # System tools the tests drive for real: umockdev (fake udev), udev (udevadm),
 # systemd-analyze (unit checks), libusb (pyusb), systemd-nspawn (tests/system:
 # the service under a real systemd), chromium + chromedriver (the status page in a
-# real browser), promtool (the alert rules). The adb server is the one adbutils ships.
+# real browser), promtool (the alert rules), mkfs.ext4, strace and faketime (faults: power
+# cuts, refused writes, clock steps). The adb server is the one adbutils ships.
 SYSTEM_TOOLS = umockdev-wrapper umockdev-run udevadm systemd-analyze systemd-sysusers unshare \
-               setpriv nsenter systemd-nspawn git chromium chromedriver promtool
+               setpriv nsenter systemd-nspawn git chromium chromedriver promtool mkfs.ext4 \
+               strace faketime
 SYSTEM_PKGS  = umockdev libumockdev0 udev systemd libusb-1.0-0 util-linux systemd-container git \
-               chromium chromium-driver prometheus
+               chromium chromium-driver prometheus e2fsprogs strace faketime
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: run test lint bench system-deps install uninstall clean
+.PHONY: run test lint bench faults system-deps install uninstall clean
 
 $(BIN)/python:
 	@# Debian splits venv support into python3-venv; a fresh machine may lack it.
@@ -55,6 +57,13 @@ lint: $(VENV)/.installed-test
 ## Lint, type-check and run the whole suite (udev tests run under umockdev).
 test: system-deps lint
 	umockdev-wrapper $(BIN)/python -m pytest $(PYTEST_ARGS)
+
+## The fault-injection tests at full length: hundreds of kills, power cuts, disk trouble and
+## clock steps (a few minutes); `make test` runs each a tenth as long.
+faults: system-deps $(VENV)/.installed-test
+	umockdev-wrapper $(BIN)/python -m pytest -q -s --faults-long $(FAULT_TESTS)
+FAULT_TESTS = tests/integration/test_crash_safety.py tests/integration/test_power_cut.py \
+              tests/integration/test_disk_trouble.py tests/integration/test_clock_steps.py
 
 # The peer benchmark's labgrid lives in its own venv: never a dependency of the agent.
 LABGRID_VENV = $(VENV)-labgrid
