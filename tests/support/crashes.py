@@ -100,12 +100,13 @@ class CrashRun:
         clients: int = 12,
         fault: Callable[[AgentProcess], None] = sigkill,
         restart: Callable[[AgentProcess], object] = AgentProcess.start,
+        deadlines: bool = True,
     ) -> None:
         self.agent = agent
         self.rng = random.Random(seed)
         self.history = History()
         self.loader = Loader(RESOURCES, self.history, clients=clients, seed=seed)
-        self.checker = Checker(self.history, SESSIONS)
+        self.checker = Checker(self.history, SESSIONS, deadlines=deadlines)
         self.fault = fault
         self.restart = restart
         self.report = Report()
