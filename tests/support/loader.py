@@ -22,12 +22,14 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from agent.model import Code
 from tests.agentproc import http_request
-from tests.fakes.jsonrpc4j import JsonRpc4jClient, JsonRpcError, Mode, ProtocolViolation
+from tests.fakes.jsonrpc4j import JsonRpc4jClient, JsonRpcError, Mode, ProtocolViolation, Result
 from tests.support.history import History, Kind, Op, Outcome
+
+T = TypeVar("T")
 
 RESERVE_SECONDS = 600  # long: expiry is not what these runs test
 LEASE_SECONDS = 600
@@ -171,16 +173,21 @@ class Client:
         via = "rest" if self.rest else "jsonrpc"
         return self.history.invoke(self.name, via, kind, rid, holder, key=key)
 
-    def _jsonrpc(self, op: Op, call: Callable[[], Any]) -> str | None:
-        """Make the call; the key it answered (None: refused)."""
+    def _send(self, op: Op, call: Callable[[], T]) -> T:
+        """Make the call; a broken connection completes ``op`` and ends the round (AgentGone)."""
         try:
-            result = call()
-        except ConnectionRefusedError as exc:
+            return call()
+        except ConnectionRefusedError as exc:  # never sent: certainly not done
             self.history.complete(op, Outcome.FAIL, message="connection refused")
             raise AgentGone from exc
-        except (OSError, http.client.HTTPException) as exc:
+        except (OSError, http.client.HTTPException) as exc:  # sent, and cut short
             self.history.complete(op, Outcome.UNKNOWN, message=repr(exc))
             raise AgentGone from exc
+
+    def _jsonrpc(self, op: Op, call: Callable[[], Result]) -> str | None:
+        """Make the call; the key it answered (None: refused)."""
+        try:
+            result = self._send(op, call)
         except (JsonRpcError, ProtocolViolation) as exc:
             self.history.complete(op, Outcome.UNKNOWN, message=str(exc))
             self.violations.append(f"{op.kind} {op.resource} via JSON-RPC: {exc}")
@@ -194,14 +201,7 @@ class Client:
 
     def _rest(self, op: Op, path: str, body: dict[str, Any]) -> str | None:
         """POST ``body``; the hold's key it answered (None: refused)."""
-        try:
-            resp = http_request(self.url, "POST", path, body, timeout=30)
-        except ConnectionRefusedError as exc:
-            self.history.complete(op, Outcome.FAIL, message="connection refused")
-            raise AgentGone from exc
-        except (OSError, http.client.HTTPException) as exc:
-            self.history.complete(op, Outcome.UNKNOWN, message=repr(exc))
-            raise AgentGone from exc
+        resp = self._send(op, lambda: http_request(self.url, "POST", path, body, timeout=30))
         data = resp.json()
         if resp.status == 200:
             hold = data.get("hold") or data["released"]
