@@ -277,7 +277,8 @@ class Authority:
             # generation (the later failures of this one were rolled back too).
             undone = self.registry.roll_back(self._saved)
             self._store.reset()
-            log.error("rolled back %d resources to the saved state: %s", len(undone), exc)
+            # The store logged why; this is what it undid.
+            log.debug("rolled back %d resources to the saved state: %s", len(undone), exc)
             self._arm()
 
     def _arm(self) -> None:

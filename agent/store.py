@@ -258,8 +258,9 @@ class Store:
             # Not only sqlite3.Error: binding a value SQLite can't take (a str
             # with a lone surrogate, an int over 64 bits) raises others, and
             # the writer thread must outlive any one bad change.
+            known = self._problem is not None  # this spell of trouble was logged already
             reason = self._explain(exc)
-            log.error("cannot save a change: %s", reason)
+            log.log(logging.DEBUG if known else logging.ERROR, "cannot save a change: %s", reason)
             if isinstance(entry.item, records.Rows):
                 self._failed_generation = max(self._failed_generation, entry.generation)
                 self._failure = f"{reason}; a change queued before this one was not saved"
@@ -273,8 +274,7 @@ class Store:
     def _writable(self, entries: list[_Entry]) -> None:
         """A write was committed: whatever kept the disk from taking writes is over."""
         if self._problem is not None and any(isinstance(e.item, records.Rows) for e in entries):
-            log.warning("the state directory %s takes writes again", self.path.parent)
-            self._problem = None
+            self._recovered()
 
     def _probe(self) -> None:
         """A small write while writes fail: the disk may take them again."""
@@ -285,6 +285,9 @@ class Store:
         except sqlite3.Error:
             _roll_back(self._conn)
             return
+        self._recovered()
+
+    def _recovered(self) -> None:
         log.warning("the state directory %s takes writes again", self.path.parent)
         self._problem = None
 
