@@ -58,12 +58,11 @@ lint: $(VENV)/.installed-test
 test: system-deps lint
 	umockdev-wrapper $(BIN)/python -m pytest $(PYTEST_ARGS)
 
-## The fault-injection tests at full length: hundreds of kills, power cuts, disk trouble and
-## clock steps (a few minutes); `make test` runs each a tenth as long.
+## The fault and fuzz tests (issue 11) at ten times their size in `make test` (or FAULTS_SCALE=N).
+FAULTS_SCALE ?= 10
 faults: system-deps $(VENV)/.installed-test
-	umockdev-wrapper $(BIN)/python -m pytest -q -s --faults-long $(FAULT_TESTS)
-FAULT_TESTS = tests/integration/test_crash_safety.py tests/integration/test_power_cut.py \
-              tests/integration/test_disk_trouble.py tests/integration/test_clock_steps.py
+	FAULTS_SCALE=$(FAULTS_SCALE) umockdev-wrapper $(BIN)/python -m pytest \
+	  tests/integration/test_fault_*.py tests/integration/test_fuzz_*.py $(PYTEST_ARGS)
 
 # The peer benchmark's labgrid lives in its own venv: never a dependency of the agent.
 LABGRID_VENV = $(VENV)-labgrid

@@ -76,6 +76,13 @@ class Meters:
             buckets=SESSION_BUCKETS,
             registry=r,
         )
+        self.recoveries = Counter(
+            PREFIX + "recoveries",
+            "Rungs of the recovery ladder tried, by rung (reconnect, soft replug, power cycle, "
+            "quarantine) and outcome (recovered, failed, skipped).",
+            ["rung", "outcome"],
+            registry=r,
+        )
         self.udev_events = Counter(
             PREFIX + "udev_events",
             "USB device events udev reported, by action (add, change, remove...).",

@@ -12,29 +12,6 @@ from tests.agentproc import AgentProcess, running_agent
 POOL_SIZE = 300
 
 
-def pytest_addoption(parser: pytest.Parser) -> None:
-    """``--faults-long``: the fault-injection runs at full length (``make faults``)."""
-    parser.addoption(
-        "--faults-long",
-        action="store_true",
-        help="run the fault-injection tests long (hundreds of faults), as `make faults` does",
-    )
-
-
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """A long fault run gets the time it needs (an hour instead of the usual limit)."""
-    if config.getoption("--faults-long"):
-        for item in items:
-            if "faults_long" in getattr(item, "fixturenames", ()):
-                item.add_marker(pytest.mark.timeout(3600), append=False)
-
-
-@pytest.fixture
-def faults_long(request: pytest.FixtureRequest) -> bool:
-    """Whether the fault-injection tests run long (``--faults-long``)."""
-    return bool(request.config.getoption("--faults-long"))
-
-
 @pytest.fixture
 def agent_factory(
     tmp_path_factory: pytest.TempPathFactory,

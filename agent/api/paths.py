@@ -317,7 +317,8 @@ PATHS |= {
             "description": "First come, first served among those who wait. The lock's session "
             "provisions on; follow its log (the answer's session) to know when it is ready.",
             "security": CHANGE_SECURITY,
-            "requestBody": {"required": True, "content": _json_content(ref("AcquireBody"))},
+            # Every field has a default: no body is the same as {}.
+            "requestBody": {"required": False, "content": _json_content(ref("AcquireBody"))},
             "responses": {
                 **_ok("Locked, and on disk.", "HoldAnswer"),
                 **_errors(401, 404, 409, *BODY_ERRORS),

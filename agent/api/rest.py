@@ -265,7 +265,10 @@ async def errors(request: web.Request, handler: Any) -> web.StreamResponse:
         if not request.path.startswith("/api/") or exc.status < 400:
             raise
         code = Code.NOT_FOUND if exc.status in (404, 405) else Code.MALFORMED_REQUEST
-        return error_response(code, f"{exc.reason}: {request.method} {request.path}", exc.status)
+        resp = error_response(code, f"{exc.reason}: {request.method} {request.path}", exc.status)
+        if "Allow" in exc.headers:  # a 405 says which methods would do (RFC 9110)
+            resp.headers["Allow"] = exc.headers["Allow"]
+        return resp
     except ConnectionResetError:
         # The client hung up before its body arrived: nobody is left to answer.
         log.debug("%s %s: the client hung up", request.method, request.path)

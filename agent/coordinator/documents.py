@@ -26,6 +26,7 @@ class RemoteResource:
     reserved: bool
     locked: bool
     values: Mapping[str, str] = field(default_factory=dict)  # dotted name -> string value
+    held_by: str | None = None  # the hold's stashed-by (reservedBy/lockedBy), if any
 
     @property
     def hold(self) -> HoldKind | None:
@@ -130,6 +131,11 @@ def _resources_below(values: Any) -> Iterable[dict[str, Any]]:
             yield from _resources_below(value.get("children"))
 
 
+def _stashed_by(stash: Any) -> str | None:
+    who = stash.get("stashed-by") if isinstance(stash, dict) else None
+    return who if isinstance(who, str) else None
+
+
 def parse_tree(metadata: Any, tree: str) -> dict[str, RemoteResource]:
     """The external-resources under the tree named ``tree`` (case-insensitive), by id."""
     if not isinstance(metadata, list):
@@ -149,5 +155,6 @@ def parse_tree(metadata: Any, tree: str) -> dict[str, RemoteResource]:
                 reserved=bool(value.get("reserved")),
                 locked=bool(value.get("locked")),
                 values=_flatten(value.get("children")),
+                held_by=_stashed_by(value.get("locked") or value.get("reserved")),
             )
     return found

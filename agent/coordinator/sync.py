@@ -12,7 +12,10 @@ coordinator missed.
 
 At start (and after Jenkins says the node or a resource is missing) the sync
 reads the node's metadata, so the belief starts from Jenkins' real state; the
-agent is the source of truth and everything that differs is corrected.
+agent is the source of truth and everything that differs is corrected. It
+reads it again SETTLE after a coordinator that timed out or failed answers
+again: a wedged Jenkins may carry out what the agent gave up on (a lock
+after its release, which would otherwise stay there for good).
 
 Nothing here ever blocks the authority: the bus subscriber only records the
 snapshot and wakes the task. Each coordinator has its own task, client and
@@ -34,14 +37,8 @@ from typing import TypeVar
 
 from agent.config import CoordinatorSection
 from agent.coordinator import plan
-from agent.coordinator.documents import parse_tree, tree_document
-from agent.coordinator.jenkins import (
-    Answer,
-    Failure,
-    JenkinsClient,
-    JenkinsError,
-    client_for,
-)
+from agent.coordinator.documents import holder_name, parse_tree, tree_document
+from agent.coordinator.jenkins import Answer, Failure, JenkinsClient, JenkinsError, client_for
 from agent.coordinator.plan import Belief, Ending, Post
 from agent.coordinator.status import HEALTHY, WAITING, SyncError, SyncState, SyncStatus
 from agent.events import EventBus
@@ -60,6 +57,9 @@ RETRY_BASE = 0.5  # seconds before the first retry of a transient failure
 # and the next start's reconciliation sends whatever is left.
 DRAIN = 2.0
 SLOW = frozenset({Failure.AUTH, Failure.CONFIG, Failure.NO_NODE})
+# After these, what was sent may have been carried out or not: read Jenkins again.
+UNSURE = frozenset({Failure.UNREACHABLE, Failure.SERVER})
+SETTLE = 1.0  # seconds after the first success before that re-read
 
 
 class CoordinatorSync(Service):
@@ -88,6 +88,8 @@ class CoordinatorSync(Service):
         self._belief: dict[str, Belief] = {}
         self._dirty: set[str] = set()
         self._reconciled = False
+        self._unsure = False  # a request failed in a way that may have taken effect
+        self._reread: asyncio.TimerHandle | None = None
         self._wake = asyncio.Event()
         self._idle = asyncio.Event()  # set while nothing is pending
         self._task: asyncio.Task[None] | None = None
@@ -125,6 +127,8 @@ class CoordinatorSync(Service):
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
+        if self._reread is not None:
+            self._reread.cancel()
         if self._client is not None:
             await self._client.close()
 
@@ -199,6 +203,13 @@ class CoordinatorSync(Service):
             else:
                 self._failures = 0
                 self._last_success = time.time()
+                if self._unsure:
+                    self._unsure = False
+                    self._reread = loop.call_later(SETTLE, self._read_again)
+
+    def _read_again(self) -> None:
+        self._reconciled = False
+        self._wake.set()
 
     async def _failed(self, err: JenkinsError) -> None:
         self._failures += 1
@@ -208,6 +219,7 @@ class CoordinatorSync(Service):
         else:
             delay = min(self.section.retry_max, RETRY_BASE * 2 ** (self._failures - 1))
             delay = delay / 2 + random.uniform(0, delay / 2)  # jitter: coordinators drift apart
+        self._unsure = self._unsure or err.kind in UNSURE
         if err.kind is Failure.NO_NODE:
             self._reconciled = False  # the node may come back with other metadata
         if err.kind in (Failure.AUTH, Failure.CONFIG) and self._client is not None:
@@ -245,7 +257,9 @@ class CoordinatorSync(Service):
             )
             res = self._want.get(rid)
             if res is not None and res.hold is not None and res.hold.kind is rem.hold:
-                belief.holder = res.hold.holder
+                # Held by someone else there (a late command): the same kind is not enough.
+                same = rem.held_by in (None, holder_name(res.hold.holder))
+                belief.holder = res.hold.holder if same else Holder("", rem.held_by or "")
             self._belief[rid] = belief
         self._dirty |= set(self._want) | set(remote)
         self._idle.clear()

@@ -3,8 +3,9 @@
 ``MetricsSink`` hears every committed event: holds taken and ended (with how
 long they lasted), provisionings and teardowns (with how long they took, from
 the events' own timing: the lock that starts a provisioning, the release that
-starts a teardown). At scrape time it reads what is: resources by state and
-kind, each resource's state and hold, each coordinator's sync.
+starts a teardown), the recovery ladder's rungs. At scrape time it reads what
+is: resources by state and kind, each resource's state and hold, each
+coordinator's sync.
 """
 
 from __future__ import annotations
@@ -82,6 +83,8 @@ class MetricsSink(Service):
         elif event.type is EventType.CLEANED:
             failed = res.fault is not None and res.fault.kind is FaultKind.TEARDOWN_FAILED
             self._ended(res.id, Phase.CLEANING, "failed" if failed else "ok", now)
+        elif event.type is EventType.RECOVERY and event.rung is not None:
+            m.recoveries.labels(event.rung.rung.value, event.rung.outcome.value).inc()
         elif event.type is EventType.REMOVED:
             self._phase_began.pop(res.id, None)
         if res.phase is not None and self._phase_began.get(res.id, (None,))[0] is not res.phase:

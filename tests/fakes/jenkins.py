@@ -162,10 +162,16 @@ class Recorded:
 
 @dataclass
 class Outage:
-    """How the server misbehaves: answer 500s, or answer ``delay`` seconds late."""
+    """How the server misbehaves: answer 500s, answer ``delay`` seconds late, or hang.
+
+    ``hang``: every request is held, unanswered, until the hang ends (or the
+    server stops), and only then carried out -- as a wedged Jenkins that comes
+    back works through its queue, requests whose clients gave up long ago too.
+    """
 
     errors: bool = False
     delay: float = 0.0
+    hang: bool = False
 
 
 def _name_key(value: Mapping[str, Any]) -> str:
@@ -305,6 +311,7 @@ class FakeJenkins:
         self.metadata: dict[str, list[dict[str, Any]]] = {n: [] for n in nodes}
         self.requests: list[Recorded] = []
         self.outage = Outage()
+        self.held = 0  # requests that arrived while it hung (carried out when it came back)
         # Values with these names are refused with ERR_BAD_DATA (as Jenkins refuses
         # a document it cannot take), to test how the agent copes.
         self.reject_names: set[str] = set()
@@ -522,6 +529,12 @@ def make_app(jenkins: FakeJenkins, stopping: asyncio.Event | None = None) -> web
         if delay:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stopping.wait(), delay)
+        if jenkins.outage.hang:
+            jenkins.held += 1
+            while jenkins.outage.hang and not stopping.is_set():
+                # ``hang`` is set from the test's thread: polled, with stopping cutting it short.
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stopping.wait(), 0.01)
         with jenkins.lock:
             user: str | None = None
             status, answer = 200, None
@@ -573,7 +586,9 @@ def make_app(jenkins: FakeJenkins, stopping: asyncio.Event | None = None) -> web
             return web.json_response(jenkins.snapshot(request.query["node"]))
         if what == "outage":
             body = await request.json()
-            jenkins.outage = Outage(bool(body.get("errors")), float(body.get("delay", 0)))
+            jenkins.outage = Outage(
+                bool(body.get("errors")), float(body.get("delay", 0)), bool(body.get("hang"))
+            )
             return web.json_response({"ok": True})
         if what == "nodes":
             body = await request.json()

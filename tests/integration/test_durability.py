@@ -1,7 +1,7 @@
 """What the agent acknowledged survives restarts: expiries applied, holds and switches kept.
 
 The crash-safety run under load, with SIGKILL at every kind of moment and a
-checker, is tests/integration/test_crash_safety.py.
+checker, is tests/integration/test_fault_crash.py.
 """
 
 from __future__ import annotations

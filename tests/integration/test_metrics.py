@@ -98,14 +98,14 @@ def test_coordinator_requests_and_sync_lag(agent_factory: AgentFactory) -> None:
             resources=["a"], config={"agent": {"node": NODE}, "coordinator": [coordinator(server)]}
         )
         url = server.url
+        # "in sync", not just healthy: while syncing, a change still waits (a lag above 0).
+        state = P + "coordinator_state"
         m = wait_for(
-            lambda: (
-                (s := Scrape(agent)).value(P + "coordinator_in_sync", coordinator=url) == 1 and s
-            )
+            lambda: (s := Scrape(agent)).value(state, coordinator=url, state="in sync") == 1 and s
         )
+        assert m.value(P + "coordinator_in_sync", coordinator=url) == 1
         assert m.value(P + "coordinator_requests_total", coordinator=url, result="ok") >= 2
         assert m.value(P + "coordinator_sync_lag_seconds", coordinator=url) == 0
-        assert m.value(P + "coordinator_state", coordinator=url, state="in sync") == 1
         server.down()
         assert agent.post("/api/resources/a/disable", {}).status == 200
         m = wait_for(

@@ -24,7 +24,10 @@ from tests.agentproc import AgentProcess
 from tests.fakes.adb_server import AdbServer
 from tests.fakes.adbd import FakeAdbd
 from tests.fakes.umockdev import Testbed, hub, phone, umockdev_active
+from tests.support.scrape import Scrape
 from tests.support.waiting import wait_for
+
+RECOVERIES = "resource_agent_recoveries_total"
 
 pytestmark = [
     pytest.mark.skipif(not umockdev_active(), reason="needs umockdev-wrapper (make test runs it)"),
@@ -168,6 +171,15 @@ def test_a_phone_that_needs_a_soft_replug(lab: Lab) -> None:
     assert answer["recovered"] is True, agent.log()
     log = agent.log()
     assert "recovery reconnect: failed" in log and "recovery soft replug: recovered" in log
+    # Every rung is in the metrics, the history and the audit trail.
+    m = Scrape(agent)
+    assert m.value(RECOVERIES, rung="reconnect", outcome="failed") == 1
+    assert m.value(RECOVERIES, rung="soft replug", outcome="recovered") == 1
+    assert m.value(RECOVERIES, rung="power cycle") == 0
+    history = agent.get(f"/api/resources/{serial}/history")["actions"]
+    rungs = [a["detail"].split(":")[0] for a in history if a["action"] == "recover"]
+    assert rungs == ["soft replug", "reconnect"]  # newest first
+    assert f"action=recover resource={serial}" in agent.wait_log("agent.audit: action=recover")
 
 
 def test_a_phone_that_needs_its_port_power_cycled(lab: Lab) -> None:

@@ -328,7 +328,7 @@ async def test_reboot_waits_for_the_phone_to_come_back_and_boot(
 
 
 async def test_a_lock_is_answered_only_once_its_provisioning_is_on_disk(tmp_path: Path) -> None:
-    """Found by tests/integration/test_crash_safety.py: a SIGKILL just after a Lock was
+    """Found by tests/integration/test_fault_crash.py: a SIGKILL just after a Lock was
     answered OK found the resource still "provisioning" on disk, and the restart
     failed that provisioning -- releasing a lock Jenkins had been told it had."""
     go, done = tmp_path / "go", tmp_path / "done"

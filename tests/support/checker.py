@@ -165,7 +165,7 @@ class Checker:
         self, history: History, sessions: Iterable[str] = (), *, deadlines: bool = True
     ) -> None:
         # deadlines=False: the wall clock was stepped, and the deadlines answers told (wall-clock
-        # times) are not comparable with those shown now; tests/integration/test_clock_steps.py
+        # times) are not comparable with those shown now; tests/integration/test_fault_clock.py
         # checks those on their own.
         self.history = history
         self.sessions = set(sessions)

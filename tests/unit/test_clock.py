@@ -1,6 +1,6 @@
 """The agent's clock: steady through steps of the wall clock, continued across restarts.
 
-Fake monotonic and wall clocks here; tests/integration/test_clock_steps.py steps
+Fake monotonic and wall clocks here; tests/integration/test_fault_clock.py steps
 the real wall clock of a real agent with faketime.
 """
 

@@ -57,7 +57,7 @@ async def test_running_over_the_timeout_kills_the_whole_group(tmp_path: Path) ->
     ):
         await run_command(["sh", "-c", script], {"PATH": os.environ["PATH"]}, 0.5, lines.append)
     took = time.monotonic() - began
-    assert took < 5, took
+    assert took < 30, took  # not the 60 s the children would have run: they were killed
     child, shell = (int(p) for p in pids.read_text().split())
     # SIGKILL was sent; the kernel takes a moment to finish them off.
     wait_for(lambda: not alive(child) and not alive(shell), timeout=5, what="the group to die")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import itertools
 import re
 from collections.abc import Callable
 from pathlib import Path
@@ -24,20 +23,14 @@ from agent.model import (
 )
 from agent.registry import Registry, new_key
 from tests.support.clock import FakeClock
-from tests.support.holders import BUILD, OTHER, PERSON, QUEUED
+from tests.support.holders import BUILD, OTHER, PERSON, QUEUED, numbered_keys
 
 GRACE = 30.0
 
 
 @pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
-
-
-@pytest.fixture
 def reg(clock: FakeClock) -> Registry:
-    counter = itertools.count()
-    registry = Registry(clock, grace=GRACE, key_source=lambda: f"key-{next(counter)}")
+    registry = Registry(clock, grace=GRACE, key_source=numbered_keys())
     for rid in ("phone1", "phone2"):
         registry.describe(Description(rid, f"Phone {rid}", Kind.ANDROID, metadata={"a": "b"}))
     return registry

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import itertools
-
 import pytest
 
 from agent.model import (
@@ -20,7 +18,7 @@ from agent.model import (
 )
 from agent.registry import Registry
 from tests.support.clock import FakeClock
-from tests.support.holders import BUILD, PERSON, QUEUED
+from tests.support.holders import BUILD, PERSON, QUEUED, numbered_keys
 
 
 def boards_only(res: Resource) -> bool:
@@ -28,14 +26,8 @@ def boards_only(res: Resource) -> bool:
 
 
 @pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
-
-
-@pytest.fixture
 def reg(clock: FakeClock) -> Registry:
-    counter = itertools.count()
-    registry = Registry(clock, key_source=lambda: f"key-{next(counter)}", needs_session=boards_only)
+    registry = Registry(clock, key_source=numbered_keys(), needs_session=boards_only)
     registry.describe(Description("b1", "Board", Kind.STATIC, metadata={"type": "board"}))
     registry.describe(Description("p1", "Printer", Kind.STATIC, metadata={"type": "printer"}))
     return registry

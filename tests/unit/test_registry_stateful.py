@@ -9,7 +9,6 @@ same events, same state, same next deadline.
 
 from __future__ import annotations
 
-import itertools
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -40,6 +39,7 @@ from agent.model import (
     Resource,
 )
 from agent.registry import Registry
+from tests.support.holders import numbered_keys
 
 GRACE = 20.0
 RIDS = ("r0", "r1", "r2")
@@ -49,6 +49,7 @@ HOLDERS = (
     Holder("http://j/", "http://j/job/a/1/"),
     Holder("http://k/", "alice"),
 )
+
 GOOD_SECONDS = [1.0, 30.0, 300.0, 3000.0]
 BAD_SECONDS = [0.0, -1.0, math.nan, math.inf, MAX_SECONDS * 2]
 # Mostly valid arguments and known ids, so most steps reach the rules.
@@ -100,8 +101,7 @@ class RegistryMachine(RuleBasedStateMachine):
     def __init__(self) -> None:
         super().__init__()
         self.now = 0.0
-        counter = itertools.count()
-        self.new_key: Callable[[], str] = lambda: f"k{next(counter)}"
+        self.new_key: Callable[[], str] = numbered_keys("k")
         self.reg = Registry(lambda: self.now, grace=GRACE, key_source=self.new_key)
         self.model: dict[str, MRes] = {}
         self.issued: set[str] = set()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import itertools
 from pathlib import Path
 
 import pytest
@@ -11,18 +10,12 @@ from agent.model import Code, Description, EndReason, Event, EventType, Kind, Re
 from agent.registry import Registry
 from tests.support.clock import FakeClock
 from tests.support.core import core_harness
-from tests.support.holders import BUILD, PERSON
-
-
-@pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
+from tests.support.holders import BUILD, PERSON, numbered_keys
 
 
 @pytest.fixture
 def reg(clock: FakeClock) -> Registry:
-    counter = itertools.count()
-    registry = Registry(clock, grace=30.0, key_source=lambda: f"key-{next(counter)}")
+    registry = Registry(clock, grace=30.0, key_source=numbered_keys())
     for rid in ("printer", "phone"):
         registry.describe(Description(rid, rid, Kind.STATIC))
     return registry

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import itertools
 import sqlite3
 import threading
 from collections.abc import Callable
@@ -27,12 +26,11 @@ from agent.model import (
 from agent.registry import Registry
 from agent.store import CommitFailed, Store, StoreError
 from tests.support.clock import FakeClock
-from tests.support.holders import BUILD, PERSON, QUEUED
+from tests.support.holders import BUILD, PERSON, QUEUED, numbered_keys
 
 
 def registry(clock: FakeClock, *ids: str) -> tuple[Registry, list[Event]]:
-    counter = itertools.count()
-    reg = Registry(clock, key_source=lambda: f"key-{next(counter)}")
+    reg = Registry(clock, key_source=numbered_keys())
     events: list[Event] = []
     for rid in ids:
         events += reg.describe(

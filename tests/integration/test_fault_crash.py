@@ -6,7 +6,7 @@ whose provisioning and teardown run a command. The agent is killed with
 SIGKILL again and again -- at random moments, while a Lock waits on
 provisioning, while a teardown runs -- and after each restart the checker
 (tests/support/checker.py) holds its state and its log against the history of
-answers. ``--faults-long`` (``make faults``) runs ten times as many kills.
+answers. ``make faults`` (``FAULTS_SCALE=10``) runs ten times as many kills.
 """
 
 from __future__ import annotations
@@ -19,19 +19,20 @@ import pytest
 
 from tests.agentproc import AgentProcess
 from tests.support.crashes import CrashRun, agent_config
+from tests.support.scale import scaled
 
 KILLS = 21
 MOMENTS = ("any", "provisioning", "teardown", "answered")
 
 
-@pytest.mark.timeout(300)  # about 40 s; a loaded machine takes twice that or more
+@pytest.mark.timeout(scaled(300))  # about 40 s; a loaded machine takes twice that or more
 def test_acknowledged_operations_survive_sigkill_at_any_moment(
-    agent_factory: Callable[..., AgentProcess], faults_long: bool
+    agent_factory: Callable[..., AgentProcess],
 ) -> None:
     seed = int(os.environ.get("FAULTS_SEED") or random.randrange(2**32))
     agent = agent_factory(**agent_config())
     run = CrashRun(agent, seed=seed)
-    for i in range(KILLS * (10 if faults_long else 1)):
+    for i in range(scaled(KILLS)):
         run.round(MOMENTS[i % len(MOMENTS)])
     report = run.finish()
     print(f"\ncrash safety (FAULTS_SEED={seed}): {report.summary()}")

@@ -21,13 +21,14 @@ import pytest
 from tests.agentproc import AgentProcess
 from tests.support.crashes import CrashRun, agent_config
 from tests.support.disks import LoopExt4
+from tests.support.scale import scaled
 
 CUTS = 6
 
 
-@pytest.mark.timeout(300)  # about 20 s
+@pytest.mark.timeout(scaled(300))  # about 20 s
 def test_acknowledged_operations_survive_power_cuts(
-    agent_factory: Callable[..., AgentProcess], tmp_path: Path, faults_long: bool
+    agent_factory: Callable[..., AgentProcess], tmp_path: Path
 ) -> None:
     seed = int(os.environ.get("FAULTS_SEED") or random.randrange(2**32))
     with LoopExt4(tmp_path) as disk:
@@ -42,7 +43,7 @@ def test_acknowledged_operations_survive_power_cuts(
             disk.remount()
 
         run = CrashRun(agent, seed=seed, fault=power_cut)
-        for i in range(CUTS * (10 if faults_long else 1)):
+        for i in range(scaled(CUTS)):
             run.round(("any", "provisioning", "answered")[i % 3])
         report = run.finish()
         agent.stop()

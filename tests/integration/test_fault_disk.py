@@ -33,6 +33,7 @@ from tests.agentproc import AgentProcess
 from tests.fakes.jsonrpc4j import JsonRpc4jClient
 from tests.support.crashes import CrashRun, agent_config
 from tests.support.disks import SmallTmpfs, refused_writes
+from tests.support.scale import scaled
 from tests.support.waiting import wait_for
 
 SPELLS = 4  # spells of trouble under load: full, read-only, full, read-only
@@ -128,9 +129,9 @@ def test_refused_writes_refuse_changes_and_the_agent_carries_on(
     _consistent_after_restart(agent, agent.state_dir)
 
 
-@pytest.mark.timeout(300)
+@pytest.mark.timeout(scaled(300))
 def test_no_acknowledged_change_is_lost_around_disk_trouble_under_load(
-    agent_factory: Callable[..., AgentProcess], tmpfs: SmallTmpfs, faults_long: bool
+    agent_factory: Callable[..., AgentProcess], tmpfs: SmallTmpfs
 ) -> None:
     seed = int(os.environ.get("FAULTS_SEED") or random.randrange(2**32))
     agent = agent_factory(**on(tmpfs, **agent_config()))
@@ -145,7 +146,7 @@ def test_no_acknowledged_change_is_lost_around_disk_trouble_under_load(
             time.sleep(0.5)
 
     run = CrashRun(agent, seed=seed, fault=trouble, restart=lambda agent: None)
-    for i in range(SPELLS * (10 if faults_long else 1)):
+    for i in range(scaled(SPELLS)):
         run.round(("any", "provisioning", "teardown")[i % 3])
     run.fault = lambda agent: _restart(agent, tmpfs.mountpoint / "state")
     report = run.finish()  # a restart at last: what is on disk is what was answered

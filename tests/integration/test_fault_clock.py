@@ -26,6 +26,7 @@ from tests.agentproc import AgentProcess
 from tests.fakes.jsonrpc4j import JsonRpc4jClient
 from tests.support.crashes import CrashRun, agent_config
 from tests.support.faketime import FakeWallClock
+from tests.support.scale import scaled
 from tests.support.waiting import wait_for
 
 HOUR = 3600
@@ -95,9 +96,9 @@ def test_holds_follow_the_monotonic_clock_and_answers_the_wall_clock(
     assert jenkins.lock("long", long.key, "job/c/1/").ok
 
 
-@pytest.mark.timeout(300)
+@pytest.mark.timeout(scaled(300))
 def test_no_acknowledged_hold_is_lost_to_clock_steps(
-    agent_factory: Callable[..., AgentProcess], tmp_path: Path, faults_long: bool
+    agent_factory: Callable[..., AgentProcess], tmp_path: Path
 ) -> None:
     seed = int(os.environ.get("FAULTS_SEED") or random.randrange(2**32))
     rng = random.Random(seed)
@@ -112,7 +113,7 @@ def test_no_acknowledged_hold_is_lost_to_clock_steps(
         agent.kill()
 
     run = CrashRun(agent, seed=seed, fault=steps_then_kill, deadlines=False)
-    for i in range(5 * (10 if faults_long else 1)):
+    for i in range(scaled(5)):
         run.round(("any", "provisioning")[i % 2])
     report = run.finish()
     print(f"\nclock steps (FAULTS_SEED={seed}): {report.summary()}")
