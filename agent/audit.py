@@ -14,6 +14,7 @@ a token is named by its name in ``[server] token_files``.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import re
@@ -27,13 +28,14 @@ _PLAIN = re.compile(r"^[A-Za-z0-9._:/@+,-]+$")
 AGENT = "agent"  # the caller of what the agent does by itself
 
 
+@functools.lru_cache(maxsize=1024)  # the same ids, URLs and addresses, line after line
 def _value(value: str) -> str:
     return value if _PLAIN.match(value) else json.dumps(value, ensure_ascii=False)
 
 
 def line(**fields: str | None) -> str:
     """``key=value ...`` in the order given; None and empty values are left out."""
-    return " ".join(f"{k}={_value(v)}" for k, v in fields.items() if v)
+    return " ".join([f"{k}={_value(v)}" for k, v in fields.items() if v])
 
 
 def _who(
@@ -55,7 +57,9 @@ def audit(event: Event) -> None:
     if action is None:
         return
     fields = _who(action, event.resource.id, holder_of(event), event.caller)
-    log.info("%s", line(**fields, outcome="ok", detail=detail_of(event, action)))
+    fields["outcome"] = "ok"
+    fields["detail"] = detail_of(event, action)
+    log.info(line(**fields))  # no arguments: the line is not %-formatted again
 
 
 def refused(

@@ -283,7 +283,10 @@ class Authority:
 
     def _arm(self) -> None:
         deadline = self.registry.next_deadline()
-        if deadline == self._timer_at and self._timer is not None:
+        at = self._timer_at
+        if self._timer is not None and at is not None and (deadline is None or at <= deadline):
+            # Not too late: a timer that rings early finds nothing due and arms again,
+            # cheaper than moving it at nearly every command.
             return
         if self._timer is not None:
             self._timer.cancel()

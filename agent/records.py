@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -180,6 +180,25 @@ class Rows:
     removed: frozenset[str] = frozenset()
 
 
+# Metadata as JSON, by the mapping it was made from. A resource keeps its mapping from
+# one change to the next (the registry makes a new one only when a source describes
+# it anew), so most rows reuse the text; an entry holds its mapping, so no other
+# mapping can take its id while it is kept.
+_METADATA_JSON: dict[int, tuple[Mapping[str, str], str]] = {}
+METADATA_KEPT = 4096
+
+
+def _metadata_json(metadata: Mapping[str, str]) -> str:
+    kept = _METADATA_JSON.get(id(metadata))
+    if kept is not None and kept[0] is metadata:
+        return kept[1]
+    if len(_METADATA_JSON) >= METADATA_KEPT:
+        _METADATA_JSON.clear()
+    text = json.dumps(dict(metadata), sort_keys=True)
+    _METADATA_JSON[id(metadata)] = (metadata, text)
+    return text
+
+
 def resource_row(res: Resource) -> tuple[Any, ...]:
     """A resource as its row in ``resources`` (in COLUMNS order)."""
     h = res.hold
@@ -188,7 +207,7 @@ def resource_row(res: Resource) -> tuple[Any, ...]:
         res.name,
         res.kind.value,
         res.description,
-        json.dumps(dict(res.metadata), sort_keys=True),
+        _metadata_json(res.metadata),
         int(res.enabled),
         res.disabled_reason,
         int(res.gone),

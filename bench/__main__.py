@@ -2,10 +2,30 @@
 
 from __future__ import annotations
 
+import datetime
 import importlib
+import os
 import pkgutil
+import platform
 import sys
 from pathlib import Path
+
+
+def machine() -> str:
+    """What the figures were measured on: docs/benchmarks.md heads each table with it."""
+    model = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        ),
+        platform.processor() or "unknown CPU",
+    )
+    load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
+    return (
+        f"{datetime.date.today()}, {os.cpu_count()} cores ({model}), "
+        f"Python {platform.python_version()}, load average {load}"
+    )
 
 
 def main(names: list[str]) -> None:
@@ -15,6 +35,7 @@ def main(names: list[str]) -> None:
     available = sorted(
         m.name for m in pkgutil.iter_modules([str(here)]) if not m.name.startswith("_")
     )
+    print(f"# {machine()}", flush=True)
     for name in names or available:
         print(f"== bench.{name}", flush=True)
         importlib.import_module(f"bench.{name}").main()

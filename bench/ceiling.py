@@ -24,19 +24,21 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
 from aiohttp import web
 
 from bench._jsonrpc_load import Load, run_load
+from bench._procstat import cpu_seconds
 from tests.agentproc import AgentProcess
 from tests.support.net import free_port
 from tests.support.waiting import wait_for
 
 CLIENTS = int(os.environ.get("BENCH_CLIENTS", "32"))
 SECONDS = float(os.environ.get("BENCH_SECONDS", "5"))
-TURNS = int(os.environ.get("BENCH_TURNS", "2"))
+TURNS = int(os.environ.get("BENCH_TURNS", "3"))
 
 
 async def _answer(request: web.Request) -> web.Response:
@@ -62,7 +64,8 @@ def serve(port: int) -> None:
     web.run_app(app, host="127.0.0.1", port=port, print=None, access_log=None)
 
 
-def _bare(port: int) -> subprocess.Popen[bytes]:
+def bare_server(port: int) -> subprocess.Popen[bytes]:
+    """The bare server in a process of its own, once it listens on ``port``."""
     proc = subprocess.Popen([sys.executable, "-m", "bench.ceiling", str(port)])
     wait_for(lambda: _listening(port), timeout=10, what="the bare server")
     return proc
@@ -73,42 +76,61 @@ def _listening(port: int) -> bool:
         return sock.connect_ex(("127.0.0.1", port)) == 0
 
 
-def _line(name: str, loads: list[Load]) -> tuple[float, float, float]:
-    rate = statistics.median(x.rate for x in loads)
-    p50 = statistics.median(x.ms(0.5) for x in loads)
-    p99 = statistics.median(x.ms(0.99) for x in loads)
-    print(f"{name:38} {rate:9.0f} ops/s  p50 {p50:6.2f} ms  p99 {p99:6.2f} ms")
-    return rate, p50, p99
+@dataclass(frozen=True, slots=True)
+class Turn:
+    """One turn of the load against one server, and the CPU it took per operation (µs)."""
+
+    load: Load
+    cpu: float  # every thread of the process
+    loop: float  # its main thread: the event loop
+
+    def line(self) -> str:
+        """The turn's figures."""
+        return (f"{self.load.rate:7.0f} ops/s  p50 {self.load.ms(0.5):6.2f} ms  "
+                f"p99 {self.load.ms(0.99):6.2f} ms  CPU {self.cpu:4.0f} µs/op "
+                f"(event loop {self.loop:.0f})")  # fmt: skip
+
+
+def _turn(pid: int, port: int) -> Turn:
+    before, loop_before = cpu_seconds(pid), cpu_seconds(pid, pid)
+    load = asyncio.run(run_load("127.0.0.1", port, CLIENTS, SECONDS))
+    return Turn(load, (cpu_seconds(pid) - before) / load.ops * 1e6,
+                (cpu_seconds(pid, pid) - loop_before) / load.ops * 1e6)  # fmt: skip
+
+
+def _median(turns: list[Turn]) -> Turn:
+    """The median turn by rate, with the median CPU figures."""
+    by_rate = sorted(turns, key=lambda t: t.load.rate)
+    return Turn(by_rate[len(by_rate) // 2].load, statistics.median(t.cpu for t in turns),
+                statistics.median(t.loop for t in turns))  # fmt: skip
 
 
 def main() -> None:
     """Run the turns and print both sides and the ratio."""
     resources = [f"bench-{i}" for i in range(CLIENTS)]
     port = free_port()
-    agent_runs: list[Load] = []
-    bare_runs: list[Load] = []
+    runs: dict[str, list[Turn]] = {"agent": [], "bare": []}
     with (
         tempfile.TemporaryDirectory() as tmp,
         AgentProcess(Path(tmp), resources=resources, log_level="warning") as agent,
     ):
-        bare = _bare(port)
+        bare = bare_server(port)
         try:
-            for turn in range(TURNS):
-                for name, runs, target in (("agent", agent_runs, agent.port),
-                                           ("bare", bare_runs, port)):  # fmt: skip
-                    load = asyncio.run(run_load("127.0.0.1", target, CLIENTS, SECONDS))
-                    runs.append(load)
-                    print(f"turn {turn + 1} {name:5} {load.rate:7.0f} ops/s  "
-                          f"p50 {load.ms(0.5):.2f} ms  p99 {load.ms(0.99):.2f} ms")  # fmt: skip
+            for number in range(1, TURNS + 1):
+                for name, pid, target in (("agent", agent.pid, agent.port),
+                                          ("bare", bare.pid, port)):  # fmt: skip
+                    turn = _turn(pid, target)
+                    runs[name].append(turn)
+                    print(f"turn {number} {name:5} {turn.line()}", flush=True)
         finally:
             bare.terminate()
             bare.wait(10)
-    print(f"{CLIENTS} clients, {TURNS} turns of {SECONDS:g} s each, medians:")
-    agent_rate, _, agent_p99 = _line("agent (durable)", agent_runs)
-    bare_rate, _, _ = _line("bare aiohttp (no state, no disk)", bare_runs)
-    print(
-        f"agent / bare: {agent_rate / bare_rate:.2f} of the ceiling; agent p99 {agent_p99:.2f} ms"
-    )
+    print(f"{CLIENTS} clients, {TURNS} turns of {SECONDS:g} s each, the median turns:")
+    agent_turn, bare_turn = _median(runs["agent"]), _median(runs["bare"])
+    print(f"{'agent (durable)':33} {agent_turn.line()}")
+    print(f"{'bare aiohttp (no state, no disk)':33} {bare_turn.line()}")
+    print(f"agent / bare: {agent_turn.load.rate / bare_turn.load.rate:.2f} of the ceiling; "
+          f"agent p99 {agent_turn.load.ms(0.99):.2f} ms")  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -15,7 +15,7 @@ import tempfile
 from pathlib import Path
 
 from bench._jsonrpc_load import run_load
-from bench.procstat import cpu_seconds, rss_mib
+from bench._procstat import cpu_seconds, rss_mib
 from tests.agentproc import AgentProcess
 
 CLIENTS = int(os.environ.get("BENCH_CLIENTS", "32"))

@@ -31,7 +31,7 @@ from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 
-from bench.procstat import cpu_seconds
+from bench._procstat import cpu_seconds
 from tests.agentproc import AgentProcess, http_request
 from tests.fakes.umockdev import Testbed, hub, phone, umockdev_active
 from tests.support.waiting import wait_for

@@ -7,7 +7,8 @@ now and then; a lock does not survive a crash). One labgrid cycle is
 AcquirePlace + ReleasePlace on a place of the client's own (with no resources
 to match: labgrid's fastest case), each client on its own gRPC session. One
 agent cycle is Jenkins' Reserve + Lock + Release, each committed to disk
-before it is answered. Both at 1 and at 16 concurrent clients, in one run.
+before it is answered. Both at 1 and at 16 concurrent clients, in one run,
+in turns (labgrid, agent, labgrid, agent: BENCH_TURNS), medians compared.
 ``python -m bench peer_labgrid`` (BENCH_SECONDS per run).
 """
 
@@ -17,6 +18,7 @@ import asyncio
 import json
 import os
 import socket
+import statistics
 import subprocess
 import tempfile
 from pathlib import Path
@@ -29,6 +31,7 @@ from tests.support.waiting import wait_for
 ROOT = Path(__file__).resolve().parents[1]
 LABGRID = ROOT / ".venv-labgrid" / "bin"
 SECONDS = float(os.environ.get("BENCH_SECONDS", "5"))
+TURNS = int(os.environ.get("BENCH_TURNS", "2"))
 CONCURRENCY = (1, 16)
 
 
@@ -63,7 +66,8 @@ def _labgrid_cycles(clients: int, tmp: Path) -> float:
 
 def _agent_cycles(clients: int, tmp: Path) -> float:
     resources = [f"bench-{i}" for i in range(clients)]
-    with AgentProcess(tmp / f"agent-{clients}", resources=resources, log_level="warning") as agent:
+    directory = Path(tempfile.mkdtemp(prefix=f"agent-{clients}-", dir=tmp))
+    with AgentProcess(directory, resources=resources, log_level="warning") as agent:
         load = asyncio.run(run_load(agent.host, agent.port, clients, SECONDS))
     return load.rate / 3  # Reserve, Lock and Release make one cycle
 
@@ -75,8 +79,11 @@ def main() -> None:
         return
     print(f"{'clients':>7} {'agent cycles/s':>15} {'labgrid cycles/s':>17} {'agent/labgrid':>14}")
     with tempfile.TemporaryDirectory() as work:
+        tmp = Path(work)
         for clients in CONCURRENCY:
-            tmp = Path(work)
-            labgrid = _labgrid_cycles(clients, tmp)
-            agent = _agent_cycles(clients, tmp)
+            labgrids, agents = [], []
+            for _ in range(TURNS):
+                labgrids.append(_labgrid_cycles(clients, tmp))
+                agents.append(_agent_cycles(clients, tmp))
+            labgrid, agent = statistics.median(labgrids), statistics.median(agents)
             print(f"{clients:7d} {agent:15.0f} {labgrid:17.0f} {agent / labgrid:14.1f}")

@@ -24,7 +24,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench.procstat import cpu_seconds, rss_mib
+from bench._procstat import cpu_seconds, rss_mib
 from tests.agentproc import AgentProcess, http_request
 from tests.fakes.jenkins import FakeJenkins, JenkinsServer
 from tests.fakes.umockdev import Testbed, hub, phone, umockdev_active

@@ -22,8 +22,9 @@ from __future__ import annotations
 
 import asyncio
 import enum
+import functools
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -199,12 +200,28 @@ def _judge(
     return caller, denial
 
 
-def _body(raw: bytes) -> Body:
-    try:
-        value = parse_json(raw) if raw.strip() else {}
-    except BadJSON:
-        return {}  # the handler says what is wrong with it, to a caller allowed to call
-    return value if isinstance(value, dict) else {}
+class _Body(Mapping[str, Any]):
+    """The body's JSON object, parsed only if a rule or an audit line looks into it."""
+
+    def __init__(self, raw: bytes) -> None:
+        self._raw = raw
+
+    @functools.cached_property
+    def _value(self) -> dict[str, Any]:
+        try:
+            value = parse_json(self._raw) if self._raw.strip() else {}
+        except BadJSON:
+            return {}  # the handler says what is wrong with it, to a caller allowed to call
+        return value if isinstance(value, dict) else {}
+
+    def __getitem__(self, key: str) -> Any:
+        return self._value[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._value)
+
+    def __len__(self) -> int:
+        return len(self._value)
 
 
 def _denied(denial: Denial) -> web.Response:
@@ -243,7 +260,7 @@ async def guard(request: web.Request, handler: Any) -> web.StreamResponse:
         raw = await _read(request, access.body_timeout)
     except TimeoutError:
         return _too_slow(access.body_timeout)
-    body = _body(raw)
+    body = _Body(raw)
     rule = rule_for(request.method, route.canonical, body)
     if rule.need is Need.OPEN:  # whatever it carries: a monitor's credentials are not ours
         return await handler(request)  # type: ignore[no-any-return]
@@ -281,6 +298,8 @@ async def _read(request: web.Request, timeout: float) -> bytes:
     """The body, read within ``timeout`` (cached: the handler's own read gets it at once)."""
     if not request.body_exists:
         return b""
+    if request.content.is_eof():  # it came with the header: nothing to wait for
+        return await request.read()
     async with asyncio.timeout(timeout):
         return await request.read()
 

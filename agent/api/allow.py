@@ -26,6 +26,7 @@ log = logging.getLogger(__name__)
 
 RESOLVE_EVERY = 60.0
 RESOLVE_TIMEOUT = 5.0  # per round; at start too, so a dead DNS cannot hold the start up
+VERDICTS = 4096  # peers whose answer is remembered (parsing an address costs more than a call)
 HOW_TO_ALLOW = (
     "to let another Jenkins call, add its host name or address to [server] jsonrpc_allow "
     f"(the default is {list(DEFAULT_JSONRPC_ALLOW)})"
@@ -57,11 +58,22 @@ class Allowlist(Service):
                 self._networks.append(parsed)
         self._resolved: dict[str, frozenset[Address]] = {n: frozenset() for n in self._names}
         self._failing: set[str] = set()
+        self._verdicts: dict[str, bool] = {}  # by peer address; cleared when a name moves
         self._interval = interval
         self._task: asyncio.Task[None] | None = None
 
     def allows(self, address: str | None) -> bool:
         """Whether a call from ``address`` is answered."""
+        if not address:
+            return False
+        verdict = self._verdicts.get(address)
+        if verdict is None:
+            if len(self._verdicts) >= VERDICTS:
+                self._verdicts.clear()
+            verdict = self._verdicts[address] = self._judge(address)
+        return verdict
+
+    def _judge(self, address: str) -> bool:
         ip = ip_of(address)
         if ip is None:
             return False
@@ -128,3 +140,4 @@ class Allowlist(Service):
             if self._resolved[name]:  # the first resolution is in the start-up line
                 log.info("jsonrpc_allow: %s is now %s", name, ", ".join(sorted(map(str, addrs))))
             self._resolved[name] = addrs
+            self._verdicts.clear()

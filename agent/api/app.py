@@ -14,6 +14,7 @@ from agent.api import health, jsonrpc, metrics, openapi, page, rest
 from agent.api import recovery as recovery_api
 from agent.api import sessions as sessions_api
 from agent.api.access import ACCESS, Access, guard
+from agent.api.rendered import RENDERED, Rendered
 from agent.api.stream import About, EventStream
 from agent.api.wire import (
     AUTHORITY,
@@ -70,6 +71,7 @@ def make_app(
         app[health.ADB] = adb
     app[metrics.METERS] = meters if meters is not None else Meters()
     app[AUTHORITY] = authority
+    app[RENDERED] = Rendered()
     app[IDENTITY] = identity
     app[LOCKER] = sessions if sessions is not None else DirectLock(authority)
     if coordinators is not None:

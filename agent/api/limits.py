@@ -34,10 +34,11 @@ from collections import Counter
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from aiohttp import web
 
+from agent.api.cork import Corked, Outbox
 from agent.config import ServerSection, parse_hostport
 from agent.credentials import token_path
 from agent.model import Code
@@ -115,17 +116,23 @@ class Gate:
         if self.total <= self.limits.max_connections // 2:
             self._warned.discard(ALL)
 
-    def wrap(self, factory: Callable[[], asyncio.Protocol]) -> Callable[[], asyncio.Protocol]:
-        """A protocol factory that admits each connection before ``factory``'s protocol sees it."""
-        return lambda: _Gated(self, factory)
+    def wrap(
+        self, factory: Callable[[], asyncio.Protocol], outbox: Outbox
+    ) -> Callable[[], asyncio.Protocol]:
+        """A protocol factory that admits each connection before ``factory``'s protocol sees it.
+
+        What the protocol writes leaves through ``outbox`` (agent/api/cork.py).
+        """
+        return lambda: _Gated(self, factory, outbox)
 
 
 class _Gated(asyncio.Protocol):
     """Passes a connection on to the HTTP protocol once the gate admits it."""
 
-    def __init__(self, gate: Gate, factory: Callable[[], asyncio.Protocol]) -> None:
+    def __init__(self, gate: Gate, factory: Callable[[], asyncio.Protocol], outbox: Outbox) -> None:
         self._gate = gate
         self._factory = factory
+        self._outbox = outbox
         self._inner: asyncio.Protocol | None = None
         self._address = ""
 
@@ -133,14 +140,15 @@ class _Gated(asyncio.Protocol):
         peer = transport.get_extra_info("peername")
         address = str(peer[0]) if isinstance(peer, tuple) and peer else "unknown"
         refused = self._gate.admit(address)
+        # uvloop's transports are not asyncio.Transport subclasses, but behave as one.
+        stream = cast(asyncio.Transport, transport)
         if refused is not None:
-            assert isinstance(transport, asyncio.WriteTransport)
-            transport.write(_busy(refused))
-            transport.close()
+            stream.write(_busy(refused))
+            stream.close()
             return
         self._address = address
         self._inner = self._factory()
-        self._inner.connection_made(transport)
+        self._inner.connection_made(Corked(stream, self._outbox))
 
     def connection_lost(self, exc: Exception | None) -> None:
         if self._inner is not None:
@@ -166,10 +174,13 @@ class _Gated(asyncio.Protocol):
 class GatedSite(web.BaseSite):
     """A TCP site whose connections pass the gate first."""
 
-    def __init__(self, runner: web.BaseRunner, listener: Listener, gate: Gate) -> None:
+    def __init__(
+        self, runner: web.BaseRunner, listener: Listener, gate: Gate, outbox: Outbox
+    ) -> None:
         super().__init__(runner, ssl_context=listener.ssl_context)
         self._listener = listener
         self._gate = gate
+        self._outbox = outbox
 
     @property
     def name(self) -> str:
@@ -184,7 +195,7 @@ class GatedSite(web.BaseSite):
         server = self._runner.server
         assert server is not None
         self._server = await asyncio.get_running_loop().create_server(
-            self._gate.wrap(server),
+            self._gate.wrap(server, self._outbox),
             self._listener.host,
             self._listener.port,
             ssl=self._listener.ssl_context,
@@ -237,9 +248,10 @@ async def serving(
     )
     await runner.setup()
     gate = Gate(limits)
+    outbox = Outbox(asyncio.get_running_loop())
     try:
         for listener in listeners:
-            await GatedSite(runner, listener, gate).start()
+            await GatedSite(runner, listener, gate, outbox).start()
         yield gate
     finally:
         # Stop accepting and finish in-flight requests before anything below closes.

@@ -50,8 +50,8 @@ async def observe(request: web.Request, handler: Any) -> web.StreamResponse:
     finally:
         meters = request.app[METERS]
         where = endpoint(request)
-        meters.http_requests.labels(where, request.method, str(status)).inc()
-        meters.http_seconds.labels(where).observe(time.perf_counter() - started)
+        meters.series(meters.http_requests, where, request.method, str(status)).inc()
+        meters.series(meters.http_seconds, where).observe(time.perf_counter() - started)
 
 
 def refused(app: web.Application, action: str, code: Code) -> None:

@@ -23,6 +23,7 @@ from agent.api.bodies import (
     RenewBody,
     ReserveBody,
 )
+from agent.api.rendered import RENDERED
 from agent.api.schemas import (
     ActionOut,
     CoordinatorOut,
@@ -35,7 +36,6 @@ from agent.api.schemas import (
     HoldOut,
     HoldWithKey,
     ReleaseAnswer,
-    ResourceList,
     ResourceOut,
 )
 from agent.api.wire import (
@@ -147,8 +147,8 @@ async def coordinators(request: web.Request) -> web.Response:
 async def list_resources(request: web.Request) -> web.Response:
     """Every resource."""
     authority = request.app[AUTHORITY]
-    shown = [ResourceOut.of(r, authority.wall) for r in authority.registry.resources()]
-    return answer(ResourceList.model_construct(resources=shown))
+    body = request.app[RENDERED].resources(authority.registry.resources(), authority.wall)
+    return web.Response(body=body, content_type="application/json", charset="utf-8")
 
 
 @routes.get("/api/resources/{id}")

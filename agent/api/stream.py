@@ -7,6 +7,10 @@ event -- the agent, its coordinators and every resource -- then one
 event when a coordinator's sync changes. Ids are ``<run>.<number>``: a client
 that reconnects with ``Last-Event-ID`` (browsers do it by themselves) gets
 exactly what it missed. Keys are never in the stream.
+
+A change is turned into JSON only when a client needs it: at once while
+anyone follows the stream, else when someone resumes from before it. With
+nobody watching (the usual case under load) an event costs a few words.
 """
 
 from __future__ import annotations
@@ -88,6 +92,26 @@ class CoordinatorsChanged(Out):
 STREAM_MODELS = (Snapshot, Change, CoordinatorsChanged)
 
 
+class _Kept:
+    """One numbered event of the backlog, its frame written on first use."""
+
+    __slots__ = ("_data", "_frame", "name", "seq")
+
+    def __init__(self, seq: int, name: str, data: str | Callable[[], str]) -> None:
+        self.seq = seq
+        self.name = name
+        self._data = data
+        self._frame: str | None = None
+
+    def frame(self, run: str) -> str:
+        """The server-sent event, ids of this ``run``."""
+        if self._frame is None:
+            data = self._data if isinstance(self._data, str) else self._data()
+            self._frame = _frame(f"{run}.{self.seq}", self.name, data)
+            self._data = ""
+        return self._frame
+
+
 class EventStream:
     """The bus's committed events, numbered and kept for a while, for every SSE client."""
 
@@ -104,7 +128,7 @@ class EventStream:
         self._has_sessions = has_sessions
         self._run = secrets.token_hex(4)  # ids of another run cannot be resumed
         self._seq = 0
-        self._backlog: deque[tuple[int, str]] = deque(maxlen=BACKLOG)
+        self._backlog: deque[_Kept] = deque(maxlen=BACKLOG)
         self._clients: set[asyncio.Queue[str | None]] = set()
         self._last_coordinators = ""
 
@@ -154,14 +178,17 @@ class EventStream:
         return [CoordinatorOut.of(s) for s in source.status()] if source is not None else []
 
     def _on_event(self, event: Event) -> None:
-        change = Change.model_construct(
+        at = time.time()
+        self._publish("resource", lambda: self._change(event, at))
+
+    def _change(self, event: Event, at: float) -> str:
+        return Change.model_construct(
             type=event.type,
-            at=isotime(time.time()),
+            at=isotime(at),
             resource=self.view(event.resource),
             hold=HoldOut.of(event.hold, self._authority.wall) if event.hold is not None else None,
             ended=event.ended,
-        )
-        self._publish("resource", change.model_dump_json())
+        ).model_dump_json()
 
     async def _watch_coordinators(self) -> None:
         if self._coordinators is None:
@@ -176,10 +203,13 @@ class EventStream:
                     self._publish("coordinators", data)
                 self._last_coordinators = data
 
-    def _publish(self, name: str, data: str) -> None:
+    def _publish(self, name: str, data: str | Callable[[], str]) -> None:
         self._seq += 1
-        frame = _frame(f"{self._run}.{self._seq}", name, data)
-        self._backlog.append((self._seq, frame))
+        kept = _Kept(self._seq, name, data)
+        self._backlog.append(kept)
+        if not self._clients:
+            return
+        frame = kept.frame(self._run)
         for queue in list(self._clients):
             try:
                 queue.put_nowait(frame)
@@ -198,9 +228,9 @@ class EventStream:
         after = int(number)
         if after > self._seq:
             return None
-        if after < self._seq and (not self._backlog or after < self._backlog[0][0] - 1):
+        if after < self._seq and (not self._backlog or after < self._backlog[0].seq - 1):
             return None  # some of what it missed is no longer kept
-        return [frame for seq, frame in self._backlog if seq > after]
+        return [kept.frame(self._run) for kept in self._backlog if kept.seq > after]
 
     # ------------------------------------------------------------------ HTTP
 

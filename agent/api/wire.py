@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import re
 from typing import Any, Protocol
 
+import orjson
 from aiohttp import web
 
 from agent.authority import Authority
@@ -18,6 +20,7 @@ from agent.waitlist import Waitlist
 
 MAX_BODY = 64 * 1024
 _SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
+_LONG_NUMBER = re.compile(rb"[0-9]{20}")
 
 AUTHORITY = web.AppKey("authority", Authority)
 IDENTITY = web.AppKey("identity", str)
@@ -96,7 +99,20 @@ def _finite_float(text: str) -> float:
 
 
 def parse_json(body: bytes) -> Any:
-    """Parse a request body strictly; raise BadJSON with the reason."""
+    """Parse a request body strictly; raise BadJSON with the reason.
+
+    orjson reads a well-formed body in a fraction of the time; whatever it
+    refuses, and any number of 20 digits or more (it reads integers past 64
+    bits as floats, where an id must come back exactly as sent), goes to the
+    standard parser, which says what is wrong.
+    """
+    if _LONG_NUMBER.search(body) is None:
+        with contextlib.suppress(orjson.JSONDecodeError):
+            return orjson.loads(body)
+    return _parse_strictly(body)
+
+
+def _parse_strictly(body: bytes) -> Any:
     try:
         value = json.loads(
             body.decode("utf-8"), parse_constant=_no_constants, parse_float=_finite_float
@@ -118,7 +134,7 @@ def parse_json(body: bytes) -> Any:
     if _SURROGATE_ESCAPE.search(body) is None:
         return value
     try:
-        dumps(value).encode("utf-8")
+        json.dumps(value, ensure_ascii=False).encode("utf-8")
     except UnicodeEncodeError as exc:
         raise BadJSON(
             "the JSON holds a lone surrogate escape (\\ud800-\\udfff), which is not Unicode"
@@ -126,6 +142,9 @@ def parse_json(body: bytes) -> Any:
     return value
 
 
-def dumps(value: Any) -> str:
-    """Compact JSON for responses."""
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+def encode(value: Any) -> bytes:
+    """Compact UTF-8 JSON for responses."""
+    try:
+        return orjson.dumps(value)
+    except TypeError:  # an integer past 64 bits: an id echoed as it came
+        return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()

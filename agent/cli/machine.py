@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import click
+import uvloop
 
 from agent.cli.base import Failed, main
 
@@ -59,7 +60,8 @@ def serve(
     try:
         config_dir = found.parent if found is not None else None
         state = state_dir if state_dir is not None else resolve_state_dir(settings)
-        code = asyncio.run(Daemon(settings, state, config_dir).run())
+        with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+            code = runner.run(Daemon(settings, state, config_dir).run())
     except StoreError as exc:
         raise Failed(f"resource-agent: {exc}") from exc
     sys.exit(code)

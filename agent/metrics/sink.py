@@ -74,10 +74,10 @@ class MetricsSink(Service):
         m, res, hold = self._meters, event.resource, event.hold
         now = self._clock()
         if event.type in (EventType.RESERVED, EventType.LOCKED) and hold is not None:
-            m.holds.labels(hold.kind.value).inc()
+            m.series(m.holds, hold.kind.value).inc()
         elif event.type in HOLD_ENDING and hold is not None and event.ended is not None:
-            m.hold_ends.labels(hold.kind.value, event.ended.value).inc()
-            m.hold_seconds.labels(hold.kind.value).observe(max(0.0, now - hold.since))
+            m.series(m.hold_ends, hold.kind.value, event.ended.value).inc()
+            m.series(m.hold_seconds, hold.kind.value).observe(max(0.0, now - hold.since))
         if event.type is EventType.PROVISIONED:
             self._ended(res.id, Phase.PROVISIONING, "ok" if res.failures == 0 else "failed", now)
         elif event.type is EventType.CLEANED:

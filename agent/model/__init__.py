@@ -51,8 +51,8 @@ from agent.model.resources import (
 )
 from agent.model.times import (
     isotime,
-    local_offset,
     maybe_isotime,
+    zoned,
 )
 
 __all__ = [
@@ -87,9 +87,9 @@ __all__ = [
     "RungResult",
     "check_metadata_name",
     "isotime",
-    "local_offset",
     "locked_environment",
     "maybe_isotime",
     "metadata_value",
     "metadata_values",
+    "zoned",
 ]

@@ -8,27 +8,24 @@ jsonrpc4j stand-in's own rules.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from datetime import datetime
 
 import pytest
 
-from agent.api.jsonrpc import _result
+from agent.api.jsonrpc import MonitorResult, _result
 from agent.model import Code
 from tests.fakes.jsonrpc4j import check_result
+from tests.support.clock import local_zone
 
 SECOND = 1795489449  # 2026-11-24T03:04:09Z
 
 
 @pytest.fixture
-def zone(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+def zone() -> Iterator[None]:
     """Run in Europe/Berlin (DST), and restore the process' zone afterwards."""
-    monkeypatch.setenv("TZ", "Europe/Berlin")
-    time.tzset()
-    yield
-    monkeypatch.undo()
-    time.tzset()
+    with local_zone("Europe/Berlin"):
+        yield
 
 
 @pytest.mark.parametrize("fraction", [0.0, 0.4999996, 0.5, 0.9995, 0.9999996, 0.99999996])
@@ -58,3 +55,16 @@ def test_offset_follows_dst_at_the_instant(
     result = check_result(_result(Code.HELD, "resource r is locked", None, when.timestamp()))
     assert (result.timezone, result.isotime) == (offset, iso)
     assert result.time == int(when.timestamp()) * 1000
+
+
+def test_the_result_is_exactly_a_monitor_result() -> None:
+    # Built as a plain dict for speed: it must still be the model, field for field.
+    result = _result(Code.OK, "locked r", "k", SECOND + 0.25)
+    assert list(result) == list(MonitorResult.model_fields)
+    assert MonitorResult.model_validate(result).model_dump() == result
+
+
+def test_a_remembered_second_follows_a_change_of_zone() -> None:
+    for zone, offset in (("UTC", 0), ("Europe/Berlin", 3600), ("UTC", 0)):
+        with local_zone(zone):
+            assert _result(Code.OK, "m", None, SECOND)["timezone"] == offset

@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
+import io
 import logging
 import sys
 
-from agent.systemd.logs import JournalFormatter
+from agent.systemd.logs import (
+    LINE_FORMAT,
+    JournalFormatter,
+    LoopBatchedHandler,
+    StampedFormatter,
+)
 
 
 def test_every_line_of_a_traceback_carries_the_priority() -> None:
@@ -34,3 +41,70 @@ def test_levels_map_to_syslog_priorities() -> None:
     ]:
         record = logging.LogRecord("a", level, __file__, 1, "m", (), None)
         assert fmt.format(record) == prefix + "m"
+
+
+def _handler() -> tuple[LoopBatchedHandler, io.StringIO, logging.Logger]:
+    out = io.StringIO()
+    handler = LoopBatchedHandler(out)
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    logger = logging.getLogger(f"test.batched.{id(out)}")
+    logger.propagate = False
+    logger.handlers[:] = [handler]
+    logger.setLevel(logging.INFO)
+    return handler, out, logger
+
+
+async def test_lines_logged_on_the_loop_are_written_at_the_end_of_its_iteration() -> None:
+    _, out, logger = _handler()
+    logger.info("one")
+    logger.info("two")
+    assert out.getvalue() == ""  # queued, not yet written
+    await asyncio.sleep(0)
+    assert out.getvalue() == "one\ntwo\n"
+    logger.info("three")
+    await asyncio.sleep(0)
+    assert out.getvalue() == "one\ntwo\nthree\n"
+
+
+async def test_a_line_from_another_thread_is_written_at_once_after_those_queued() -> None:
+    _, out, logger = _handler()
+    logger.info("on the loop")
+    await asyncio.to_thread(logger.info, "from a thread")
+    assert out.getvalue() == "on the loop\nfrom a thread\n"
+
+
+def test_without_a_loop_lines_are_written_at_once() -> None:
+    handler, out, logger = _handler()
+    logger.info("no loop")
+    assert out.getvalue() == "no loop\n"
+    handler.flush()  # nothing queued: writes nothing more
+    assert out.getvalue() == "no loop\n"
+
+
+def test_what_a_loop_left_queued_is_written_by_the_next_line_or_at_exit() -> None:
+    handler, out, logger = _handler()
+
+    async def log_and_stop() -> None:
+        logger.info("last on the loop")  # the loop closes before its flush runs
+
+    with asyncio.Runner() as runner:
+        runner.run(log_and_stop())
+    handler.flush()  # what logging.shutdown() does at exit
+    assert out.getvalue() == "last on the loop\n"
+
+
+def test_lines_are_written_as_logging_writes_them() -> None:
+    ours, standard = StampedFormatter(), logging.Formatter(LINE_FORMAT)
+    try:
+        raise ValueError("boom")
+    except ValueError:
+        exc_info = sys.exc_info()
+    for created in (1795489449.0, 1795489449.0005, 1795489449.9999, 1795489450.25):
+        for msg, args, exc in (
+            ("plain 100%", (), None),
+            ("with %s", ("argument",), None),
+            ("failed", (), exc_info),
+        ):
+            record = logging.LogRecord("agent.x", logging.WARNING, __file__, 1, msg, args, exc)
+            record.created, record.msecs = created, (created - int(created)) * 1000
+            assert ours.format(record) == standard.format(record)

@@ -7,6 +7,7 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
+from agent import records
 from agent.model import (
     Action,
     Caller,
@@ -131,3 +132,12 @@ async def test_every_action_keeps_its_caller_and_holds_fold_past_renewals(tmp_pa
     ]
     assert actions[0].holder is None  # a disable is about the resource, not its hold
     assert (entry.kind, entry.holder, entry.reserved_at) == (HoldKind.RESERVED, BUILD, 1.0)
+
+
+def test_metadata_text_follows_the_mapping_a_resource_holds() -> None:
+    first = Resource(id="p", name="P", kind=Kind.ANDROID, metadata={"b": "2", "a": "1"})
+    column = records.COLUMNS.index("metadata")
+    assert records.resource_row(first)[column] == '{"a": "1", "b": "2"}'
+    assert records.resource_row(replace(first, name="Q"))[column] == '{"a": "1", "b": "2"}'
+    described_anew = replace(first, metadata={"a": "1", "battery": "80"})
+    assert records.resource_row(described_anew)[column] == '{"a": "1", "battery": "80"}'
