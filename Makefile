@@ -7,11 +7,13 @@ BIN     = $(VENV)/bin
 # System tools the tests drive for real: umockdev (fake udev), udev (udevadm),
 # systemd-analyze (unit checks), libusb (pyusb), systemd-nspawn (tests/system:
 # the service under a real systemd), chromium + chromedriver (the status page in a
-# real browser), promtool (the alert rules). The adb server is the one adbutils ships.
+# real browser), promtool (the alert rules), mkfs.ext4, strace and faketime (faults: power
+# cuts, refused writes, clock steps). The adb server is the one adbutils ships.
 SYSTEM_TOOLS = umockdev-wrapper umockdev-run udevadm systemd-analyze systemd-sysusers unshare \
-               setpriv nsenter systemd-nspawn git chromium chromedriver promtool
+               setpriv nsenter systemd-nspawn git chromium chromedriver promtool mkfs.ext4 \
+               strace faketime
 SYSTEM_PKGS  = umockdev libumockdev0 udev systemd libusb-1.0-0 util-linux systemd-container git \
-               chromium chromium-driver prometheus
+               chromium chromium-driver prometheus e2fsprogs strace faketime
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: run test lint bench faults system-deps install uninstall clean

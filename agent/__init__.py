@@ -19,8 +19,9 @@ Data flows one way, and imports follow it (tests/unit/test_architecture.py check
 Imports: the core imports only the vocabulary and itself; sources import the vocabulary,
 config and each other, never the core's machinery (they report through a FactSink); sinks
 import the core; the API imports the core and the sinks; only tools import everything.
-config/ (with the [[session]] grammar), credentials, lifecycle, addresses and meters
-(the metric families every layer counts into) are shared helpers below all of them.
+config/ (with the [[session]] grammar), credentials, lifecycle, addresses, clock (the
+steady clock holds run out by) and meters (the metric families every layer counts into)
+are shared helpers below all of them.
 """
 
 from importlib.metadata import PackageNotFoundError, version

@@ -8,31 +8,47 @@ expires reservations and leases and ends grace periods on time.
 
 A command's events carry the caller the API set (agent/actions.py); the
 agent's own releases (``ended`` given) and what sources and time do carry none.
+
+A commit that fails (a full or read-only disk) is not the end of the agent:
+the registry is rolled back to what the disk has (``Registry.roll_back``), the
+commands waiting on it are refused with NOT_SAVED, naming the state
+directory, and the store tries the next writes afresh. The agent's own
+bookkeeping (sessions' outcomes, recovery) is tried again until it is saved;
+the timer retries what time decided every ``RETRY`` seconds meanwhile.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 from agent.actions import CALLER, stamped
 from agent.events import EventBus
 from agent.model import (
     ActionEntry,
+    Code,
     Description,
     EndReason,
     Event,
+    EventType,
     HistoryEntry,
     Hold,
     Holder,
+    Refused,
     Resource,
     RungResult,
 )
 from agent.registry import Registry
-from agent.store import Committed, Store
+from agent.store import CommitFailed, Committed, Store
 
 log = logging.getLogger(__name__)
+
+RETRY = 1.0  # seconds between tries of what time or the agent itself decided, while writes fail
+
+
+def _same(at: float) -> float:
+    return at
 
 
 class Authority:
@@ -44,17 +60,27 @@ class Authority:
         store: Store,
         bus: EventBus,
         clock: Callable[[], float],
-        on_fatal: Callable[[BaseException], None],
+        *,
+        saved: Iterable[Resource] = (),
+        wall: Callable[[float], float] = _same,
     ) -> None:
+        # saved: the resources as the store had them at start (what a rollback returns to);
+        # wall(at): the wall clock's time for the clock's ``at`` (what answers show).
         self.registry = registry
         self.bus = bus
+        self.wall = wall
         self._store = store
         self._clock = clock
-        self._on_fatal = on_fatal
+        self._saved = {res.id: res for res in saved}
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at: float | None = None
         self._last_write: asyncio.Future[None] | None = None
         store.on_commit(self._committed)
+
+    @property
+    def disk_problem(self) -> str | None:
+        """Why changes cannot be saved now (naming the state directory), or None."""
+        return self._store.problem
 
     # ---------------------------------------------------------------- commands
 
@@ -92,6 +118,20 @@ class Authority:
         await self._commit(events if ended is not None else self._asked(events))
         return hold
 
+    async def let_go(self, resource_id: str, key: str, ended: EndReason) -> None:
+        """The agent's own release of the hold held with ``key``, tried until it is saved.
+
+        Nothing is done if that hold is gone meanwhile.
+        """
+
+        def release() -> list[Event]:
+            try:
+                return self.registry.release(resource_id, key, ended=ended)[1]
+            except Refused:
+                return []  # released or expired meanwhile
+
+        await self._eventually(release)
+
     async def renew(self, resource_id: str, key: str, seconds: float | None = None) -> Hold:
         """Push a hold's deadline; durable on return."""
         hold, events = self.registry.renew(resource_id, key, seconds)
@@ -118,19 +158,21 @@ class Authority:
         self, resource_id: str, key: str, failure: str | None, quarantine_after: int
     ) -> None:
         """A session's provisioning ended (see Registry.provisioned); durable on return."""
-        await self._commit(self.registry.provisioned(resource_id, key, failure, quarantine_after))
+        await self._eventually(
+            lambda: self.registry.provisioned(resource_id, key, failure, quarantine_after)
+        )
 
     async def recovery(self, resource_id: str, result: RungResult) -> None:
         """Record a rung of the recovery ladder (history, audit, metrics); durable on return."""
-        await self._commit(self.registry.recovery(resource_id, result))
+        await self._eventually(lambda: self.registry.recovery(resource_id, result))
 
     async def quarantine(self, resource_id: str, reason: str) -> None:
         """Quarantine the resource (see Registry.quarantine); durable on return."""
-        await self._commit(self.registry.quarantine(resource_id, reason))
+        await self._eventually(lambda: self.registry.quarantine(resource_id, reason))
 
     async def cleaned(self, resource_id: str, failure: str | None) -> None:
         """A session's teardown ended (see Registry.cleaned); durable on return."""
-        await self._commit(self.registry.cleaned(resource_id, failure))
+        await self._eventually(lambda: self.registry.cleaned(resource_id, failure))
 
     async def history(self, resource_id: str, limit: int) -> list[HistoryEntry]:
         """Past and present holds of a known resource, newest first."""
@@ -180,12 +222,27 @@ class Authority:
         return stamped(events, CALLER.get())
 
     async def _commit(self, events: Sequence[Event]) -> None:
-        if events:
-            await self._write(events)
-        elif self._last_write is not None and not self._last_write.done():
-            # Nothing new, but the answer may tell of a change still on its way
-            # to disk (a lock asked for twice): it waits, so no answer outruns it.
-            await asyncio.shield(self._last_write)
+        try:
+            if events:
+                await self._write(events)
+            elif self._last_write is not None and not self._last_write.done():
+                # Nothing new, but the answer may tell of a change still on its way
+                # to disk (a lock asked for twice): it waits, so no answer outruns it.
+                await asyncio.shield(self._last_write)
+        except CommitFailed as exc:
+            # Rolled back already (``_committed`` ran first): nothing of it is left.
+            raise Refused(Code.NOT_SAVED, f"{exc}: nothing was changed") from exc
+
+    async def _eventually(self, rule: Callable[[], Sequence[Event]]) -> None:
+        """Commit what ``rule`` decides, deciding again after each rollback until it is saved."""
+        while True:
+            try:
+                await self._commit(rule())
+                return
+            except Refused as refusal:
+                if refusal.code is not Code.NOT_SAVED:
+                    raise
+            await asyncio.sleep(RETRY)
 
     def _record(self, events: Sequence[Event]) -> None:
         if events:
@@ -208,11 +265,24 @@ class Authority:
         events: list[Event] = []
         for written, exc in writes:
             if exc is None:
+                for event in written:
+                    if event.type is EventType.REMOVED:
+                        self._saved.pop(event.resource.id, None)
+                    else:
+                        self._saved[event.resource.id] = event.resource
                 events.extend(written)
-                continue
-            # Memory is now ahead of disk; only a restart from disk is consistent.
-            log.critical("state could not be saved, stopping: %s", exc)
-            self._on_fatal(exc)
+            elif isinstance(exc, CommitFailed) and exc.generation == self._store.generation:
+                # Memory is ahead of the disk: back to what the disk has, once per
+                # generation (the later failures of this one were rolled back too).
+                # What was saved before it is told first, in commit order.
+                if events:
+                    self.bus.publish(events)
+                    events = []
+                undone = self.registry.roll_back(self._saved)
+                self._store.reset()
+                # The store logged why; this is what it undid.
+                log.debug("rolled back %d resources to the saved state: %s", len(undone), exc)
+                self._arm()
         if events:
             self.bus.publish(events)
 
@@ -231,6 +301,8 @@ class Authority:
             loop = asyncio.get_running_loop()
             # A hair late rather than early: an early wake-up would find nothing due.
             delay = max(0.0, deadline - self._clock()) + 0.001
+            if self._store.problem is not None:
+                delay = max(delay, RETRY)  # what is due cannot be saved now: no busy loop
             self._timer = loop.call_later(delay, self._on_timer)
 
     def _on_timer(self) -> None:

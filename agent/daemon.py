@@ -83,20 +83,15 @@ class Daemon:
         self.state_dir = state_dir
         self.config_dir = config_dir  # a relative token_file is beside the config (no systemd)
         self._stop = asyncio.Event()
-        self._exit_code = 0
         self._meters = Meters()
         self._started = time.time()
 
-    def request_stop(self, exit_code: int = 0) -> None:
+    def request_stop(self) -> None:
         """Begin an orderly shutdown."""
-        self._exit_code = max(self._exit_code, exit_code)
         self._stop.set()
 
-    def _fatal(self, exc: BaseException) -> None:
-        self.request_stop(1)
-
     async def run(self) -> int:
-        """Run until SIGTERM/SIGINT (exit 0) or a fatal error (exit 1)."""
+        """Run until SIGTERM/SIGINT (exit 0); exit 1 when a part cannot start."""
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.request_stop)
@@ -105,8 +100,6 @@ class Daemon:
         try:
             async with build_core(
                 self.state_dir,
-                clock=time.time,
-                on_fatal=self._fatal,
                 grace=settings.agent.grace_period,
                 needs_session=lambda res: rule_for(settings.session, res) is not None,
                 sinks=[audit.audit],
@@ -115,7 +108,7 @@ class Daemon:
                 await self._serve(core)
         except StartFailed:
             return 1
-        return self._exit_code
+        return 0
 
     async def _serve(self, core: Core) -> None:
         settings = self.settings
@@ -170,6 +163,7 @@ class Daemon:
             node=settings.agent.node,
             interval=settings.agent.reap_interval,
             config_dir=self.config_dir,
+            clock=core.clock,  # a lock's age, as its ``since`` counts: unmoved by a clock step
         )
         async with contextlib.AsyncExitStack() as stack:
             await _enter(stack, supervision, "systemd supervision")

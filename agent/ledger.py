@@ -9,7 +9,7 @@ changes nothing.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import replace
 from typing import NoReturn
 
@@ -25,6 +25,10 @@ from agent.model import (
     Phase,
     Resource,
 )
+
+# What commands, time and sessions decide about a resource; the rest is what its
+# source says (description, presence, health), which a failed commit does not undo.
+DECIDED = ("hold", "enabled", "disabled_reason", "phase", "fault", "failures")
 
 
 def no_sessions(res: Resource) -> bool:
@@ -88,6 +92,30 @@ class Ledger:
             res = replace(stored, present=False, absent_since=absent_since)
             self._resources[res.id] = res
             self._index(None, res)
+
+    def roll_back(self, saved: Mapping[str, Resource]) -> list[str]:
+        """Undo every decision the disk does not have: ``saved`` is what it has, by id.
+
+        A command whose commit failed is refused, so no one was told of it:
+        each resource takes its hold, switches and session phase from
+        ``saved`` again (and one only in memory, none), while what its source
+        said last stays -- the source would not say it again. Answers the ids
+        of the resources that changed.
+        """
+        changed = []
+        for rid in self._resources.keys() | saved.keys():
+            now, disk = self._resources.get(rid), saved.get(rid)
+            if now is None:
+                assert disk is not None
+                new = disk  # removed in memory only: back as it was saved
+            else:
+                base = disk if disk is not None else Resource(now.id, now.name, now.kind)
+                new = replace(now, **{name: getattr(base, name) for name in DECIDED})
+            if new != now:
+                self._resources[rid] = new
+                self._index(now, new)
+                changed.append(rid)
+        return changed
 
     # ------------------------------------------------------ facts from sources
 

@@ -73,6 +73,10 @@ CREATE TABLE IF NOT EXISTS hold_log (
     token TEXT
 );
 CREATE INDEX IF NOT EXISTS hold_log_by_resource ON hold_log (resource_id, seq);
+CREATE TABLE IF NOT EXISTS meta (
+    name TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
 """
 
 COLUMNS = (
@@ -141,6 +145,9 @@ UPSERT_RESOURCE = (
 )
 
 DELETE_RESOURCE = "DELETE FROM resources WHERE id=?"
+
+# The agent's own facts beside the resources: the clock's anchor, the writer's probe.
+SET_META = "INSERT OR REPLACE INTO meta (name, value) VALUES (?, ?)"
 
 INSERT_LOG = (
     "INSERT INTO hold_log (resource_id, key, event, holder_id, holder_url, at, reason,"

@@ -9,6 +9,15 @@ acknowledged before a change it depended on. The one listener ``on_commit``
 names hears each group once, on the event loop, before any of its futures
 resolves: one wake-up of the loop and one call per group, not per change.
 
+A write that cannot be committed (a full or read-only disk, an I/O error)
+fails with ``CommitFailed``, and so does every write queued after it in the
+same *generation*: they were built on a state that never reached the disk.
+The owner of that state (the authority) rolls it back to what is on disk and
+calls ``reset``; writes of the new generation are tried again. While writes
+fail, ``problem`` says why, and the writer tries a small write every
+``PROBE_EVERY`` seconds, so the problem clears once the disk takes writes
+again even if nobody changes anything.
+
 Rows are built on the caller's thread and a group is written with two
 ``executemany`` calls (snapshots, then log lines): each separate SQLite call
 would hand the GIL back and forth with the event loop, and those hand-offs,
@@ -18,14 +27,16 @@ not the disk, are what limits a Python writer thread.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import os
 import queue
 import sqlite3
 import threading
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 from agent import records
 from agent.model import ActionEntry, Event, HistoryEntry, Resource
@@ -36,9 +47,26 @@ T = TypeVar("T")
 # A group's writes as on_commit hears them: each one's events, and why it failed (None: on disk).
 Committed = list[tuple[Sequence[Event], BaseException | None]]
 
+PROBE_EVERY = 1.0  # seconds between test writes while the disk refuses writes
+FULL_BELOW = 64 * 1024  # bytes free under which a failed write is put down to a full disk
+
 
 class StoreError(Exception):
     """The state directory or database cannot be used."""
+
+
+class CommitFailed(StoreError):
+    """A write is not on disk, nor any part of it; ``generation`` is the one it was queued in."""
+
+    def __init__(self, message: str, generation: int) -> None:
+        super().__init__(message)
+        self.generation = generation
+
+
+class _Entry(NamedTuple):
+    item: Any  # records.Rows (a write) or a callable (a call)
+    future: asyncio.Future[Any]
+    generation: int
 
 
 _STOP = object()
@@ -53,15 +81,21 @@ class Store:
         clock: Callable[[], float],
         observe_commit: Callable[[float], None] | None = None,
     ) -> None:
-        # observe_commit(seconds): each group's commit time, on the writer thread (metrics).
+        # clock: what log lines are stamped with (build_core gives it the agent's clock once
+        # it has read its anchor from here); observe_commit(seconds): each group's commit
+        # time, on the writer thread (metrics).
         self.path = path
-        self._clock = clock
+        self.clock = clock
         self._observe_commit = observe_commit
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._closed = False
         self._listener: Callable[[Committed], None] | None = None
+        self.generation = 0  # the event loop's; see reset()
+        self._failed_generation = -1  # the writer thread's: writes up to it fail
+        self._failure = ""
+        self._problem: str | None = None
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             self._conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
@@ -80,6 +114,28 @@ class Store:
         except (sqlite3.Error, ValueError, TypeError) as exc:
             # A damaged file, or one written by a newer agent (a kind this one lacks).
             raise StoreError(f"cannot read the state database {self.path}: {exc}") from exc
+
+    def read_meta(self, name: str) -> str | None:
+        """A value of the ``meta`` table, or None. Call before ``start``."""
+        row = self._conn.execute("SELECT value FROM meta WHERE name=?", (name,)).fetchone()
+        return None if row is None else str(row[0])
+
+    def latest_time(self) -> float | None:
+        """When the last logged change was made (None: never). Call before ``start``."""
+        row = self._conn.execute("SELECT at FROM hold_log ORDER BY seq DESC LIMIT 1").fetchone()
+        return None if row is None else float(row[0])
+
+    def write_meta(self, name: str, value: str) -> None:
+        """Set a value of the ``meta`` table, durably. Call before ``start``."""
+        try:
+            self._conn.execute(records.SET_META, (name, value))
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot write the state database {self.path}: {exc}") from exc
+
+    @property
+    def problem(self) -> str | None:
+        """Why writes fail now (the state directory and the reason), or None."""
+        return self._problem
 
     async def __aenter__(self) -> Store:
         self.start()
@@ -100,11 +156,15 @@ class Store:
 
     def write(self, events: Sequence[Event]) -> asyncio.Future[None]:
         """Queue events to be committed; the future resolves once they are on disk."""
-        return self._submit(records.rows(events, self._clock()))
+        return self._submit(records.rows(events, self.clock()))
 
     def call(self, fn: Callable[[sqlite3.Connection], T]) -> asyncio.Future[T]:
         """Run ``fn`` on the writer thread, in order with the writes."""
         return self._submit(fn)
+
+    def reset(self) -> None:
+        """The state later writes are built on no longer includes the failed ones: try them."""
+        self.generation += 1
 
     async def history(self, resource_id: str, limit: int = 100) -> list[HistoryEntry]:
         """The latest ``limit`` holds of a resource, newest first."""
@@ -149,13 +209,20 @@ class Store:
             # Nobody would ever take it from the queue: fail now, not hang.
             future.set_exception(StoreError(f"the state database {self.path} is closed"))
         else:
-            self._queue.put((item, future))
+            self._queue.put(_Entry(item, future, self.generation))
         return future
+
+    # ------------------------------------------------------- the writer thread
 
     def _run(self) -> None:
         stop = False
         while not stop:
-            batch = [self._queue.get()]
+            try:
+                first = self._queue.get(timeout=PROBE_EVERY if self._problem else None)
+            except queue.Empty:
+                self._probe()
+                continue
+            batch = [first]
             while True:
                 try:
                     batch.append(self._queue.get_nowait())
@@ -163,30 +230,32 @@ class Store:
                     break
             if _STOP in batch:
                 stop = True
-                batch = [item for item in batch if item is not _STOP]
+                batch = [entry for entry in batch if entry is not _STOP]
             if batch:
                 self._commit(batch)
 
-    def _commit(self, batch: list[tuple[Any, asyncio.Future[Any]]]) -> None:
+    def _commit(self, batch: list[_Entry]) -> None:
         started = time.perf_counter()
+        doomed = [self._doomed(entry) for entry in batch]
+        tried = [entry for entry, fails in zip(batch, doomed, strict=True) if not fails]
         try:
-            results = self._transaction(batch)
-        except Exception as exc:
-            # Not only sqlite3.Error: binding a value SQLite can't take (a str
-            # with a lone surrogate, an int over 64 bits) raises others, and
-            # the writer thread must outlive any one bad change.
-            if len(batch) == 1:
-                results = [self._failed(batch[0], exc)]
-            else:
-                # Find the culprit: each item alone, so only a bad one fails.
-                results = [r for item in batch for r in self._commit_alone(item)]
+            done = dict(zip(map(id, tried), self._transaction(tried), strict=True))
+            self._writable(tried)
+        except Exception:
+            # One at a time, in order: what came before a failed write is saved,
+            # what came after it in its generation is not (it may depend on it).
+            done = {id(entry): self._commit_alone(entry) for entry in tried}
+        results = [
+            self._failed(entry, self._failure) if fails else done[id(entry)]
+            for entry, fails in zip(batch, doomed, strict=True)
+        ]
         if self._observe_commit is not None:
             self._observe_commit(time.perf_counter() - started)
         assert self._loop is not None
         writes: Committed = [
-            (entry[0].events, result[2])
+            (entry.item.events, result[2])
             for entry, result in zip(batch, results, strict=True)
-            if isinstance(entry[0], records.Rows)
+            if isinstance(entry.item, records.Rows)
         ]
         self._loop.call_soon_threadsafe(self._resolve, writes, results)
 
@@ -197,25 +266,80 @@ class Store:
         finally:
             _resolve_all(results)
 
-    def _commit_alone(self, item: tuple[Any, asyncio.Future[Any]]) -> list[Any]:
+    def _doomed(self, entry: _Entry) -> bool:
+        """A write queued after a failed one of its generation: it is not tried."""
+        return isinstance(entry.item, records.Rows) and entry.generation <= self._failed_generation
+
+    def _commit_alone(self, entry: _Entry) -> tuple[Any, ...]:
+        if self._doomed(entry):
+            return self._failed(entry, self._failure)
         try:
-            return self._transaction([item])
+            (result,) = self._transaction([entry])
         except Exception as exc:
-            return [self._failed(item, exc)]
+            # Not only sqlite3.Error: binding a value SQLite can't take (a str
+            # with a lone surrogate, an int over 64 bits) raises others, and
+            # the writer thread must outlive any one bad change.
+            known = self._problem is not None  # this spell of trouble was logged already
+            reason = self._explain(exc)
+            log.log(logging.DEBUG if known else logging.ERROR, "cannot save a change: %s", reason)
+            if isinstance(entry.item, records.Rows):
+                self._failed_generation = max(self._failed_generation, entry.generation)
+                self._failure = f"{reason}; a change queued before this one was not saved"
+            return self._failed(entry, reason)
+        self._writable([entry])
+        return result
 
-    def _failed(self, item: tuple[Any, asyncio.Future[Any]], exc: Exception) -> tuple[Any, ...]:
-        log.error("committing to %s failed: %s", self.path, exc)
-        return (item[1], None, StoreError(f"commit failed: {exc}"))
+    def _failed(self, entry: _Entry, reason: str) -> tuple[Any, ...]:
+        return (entry.future, None, CommitFailed(reason, entry.generation))
 
-    def _transaction(self, batch: list[tuple[Any, asyncio.Future[Any]]]) -> list[Any]:
+    def _writable(self, entries: list[_Entry]) -> None:
+        """A write was committed: whatever kept the disk from taking writes is over."""
+        if self._problem is not None and any(isinstance(e.item, records.Rows) for e in entries):
+            self._recovered()
+
+    def _probe(self) -> None:
+        """A small write while writes fail: the disk may take them again."""
+        try:
+            self._conn.execute("BEGIN IMMEDIATE")
+            self._conn.execute(records.SET_META, ("probe", repr(self.clock())))
+            self._conn.execute("COMMIT")
+        except sqlite3.Error:
+            _roll_back(self._conn)
+            return
+        self._recovered()
+
+    def _recovered(self) -> None:
+        log.warning("the state directory %s takes writes again", self.path.parent)
+        self._problem = None
+
+    def _explain(self, exc: Exception) -> str:
+        """Why a commit failed, naming the state directory; disk trouble stays in ``problem``."""
+        where = self.path.parent
+        if not isinstance(exc, sqlite3.Error | OSError):
+            return f"cannot save to the state directory {where}: {exc}"
+        name = getattr(exc, "sqlite_errorname", None) or type(exc).__name__
+        why = f"{exc} ({name})"
+        try:
+            fs = os.statvfs(where)
+        except OSError:
+            pass
+        else:
+            if fs.f_flag & os.ST_RDONLY:
+                why = f"its file system is read-only; {why}"
+            elif fs.f_bavail * fs.f_frsize < FULL_BELOW:
+                why = f"its file system is full ({fs.f_bavail * fs.f_frsize} bytes free); {why}"
+        self._problem = f"the state directory {where} cannot be written: {why}"
+        return self._problem
+
+    def _transaction(self, batch: list[_Entry]) -> list[tuple[Any, ...]]:
         conn = self._conn
-        results: list[Any] = []
+        results: list[tuple[Any, ...]] = []
         resources: dict[str, tuple[Any, ...]] = {}
         lines: list[tuple[Any, ...]] = []
         removed: set[str] = set()
         try:
             conn.execute("BEGIN IMMEDIATE")
-            for item, future in batch:
+            for item, future, _ in batch:
                 if isinstance(item, records.Rows):
                     for rid in item.removed:
                         resources.pop(rid, None)
@@ -237,8 +361,7 @@ class Store:
             self._flush(resources, lines, removed)
             conn.execute("COMMIT")
         except BaseException:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
+            _roll_back(conn)
             raise
         return results
 
@@ -259,7 +382,15 @@ class Store:
             lines.clear()
 
 
-def _resolve_all(results: list[tuple[Any, Any, BaseException | None]]) -> None:
+def _roll_back(conn: sqlite3.Connection) -> None:
+    # After an I/O error SQLite may have rolled back already, or fail to: either way
+    # the connection must leave the transaction, or no later one could begin.
+    if conn.in_transaction:
+        with contextlib.suppress(sqlite3.Error):
+            conn.execute("ROLLBACK")
+
+
+def _resolve_all(results: list[tuple[Any, ...]]) -> None:
     for future, value, exc in results:
         if future.cancelled():
             continue

@@ -71,7 +71,7 @@ async def run(without: set[str]) -> None:
     meters = Meters()
     sinks = [] if "audit" in without else [audit.audit]
     with tempfile.TemporaryDirectory() as tmp:
-        async with build_core(Path(tmp), clock=time.time, on_fatal=print, sinks=sinks,
+        async with build_core(Path(tmp), clock=time.time, sinks=sinks,
                               observe_commit=meters.commit_seconds.observe) as core:  # fmt: skip
             for i in range(CLIENTS):
                 core.authority.describe(Description(f"bench-{i}", f"bench-{i}", Kind.STATIC))

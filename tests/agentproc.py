@@ -315,9 +315,9 @@ class AgentProcess:
         return self.wait(timeout)
 
     def kill(self) -> int:
-        """SIGKILL (no chance to clean up) and reap."""
-        if self.running():
-            self.signal(signal.SIGKILL)
+        """SIGKILL (no chance to clean up) and reap; a process that died meanwhile is reaped."""
+        assert self.proc is not None, "the agent was never started"
+        self.proc.kill()  # Popen sends nothing to a process it has seen exit
         return self.wait()
 
     def restart(self, kill: bool = False) -> AgentProcess:

@@ -1,9 +1,10 @@
 """``GET /api/health``: alive, and honest about what is wrong.
 
 Still HTTP 200 when something is wrong -- the agent serves -- but ``degraded``
-with one line per problem: a coordinator that is failing (retrying or
-failing, with its last error, an HTML page cut to its title), an adb server
-that does not answer while ``[adb]`` is enabled, a quarantined resource.
+with one line per problem: a state directory that does not take writes (full,
+read-only), a coordinator that is failing (retrying or failing, with its last
+error, an HTML page cut to its title), an adb server that does not answer
+while ``[adb]`` is enabled, a quarantined resource.
 ``resource-agent status`` prints these lines.
 """
 
@@ -41,10 +42,13 @@ ADB = web.AppKey("adb", AdbStatus)
 
 
 def problems(
-    coordinators: Sequence[SyncStatus], adb: AdbStatus | None, resources: Iterable[Resource]
+    coordinators: Sequence[SyncStatus],
+    adb: AdbStatus | None,
+    resources: Iterable[Resource],
+    disk: str | None,
 ) -> list[str]:
-    """One line per problem, coordinators first."""
-    found = []
+    """One line per problem: the disk's first, then the coordinators'."""
+    found = [] if disk is None else [f"{disk}: changes are refused (code 15) until it does"]
     for c in coordinators:
         if c.state in WAITING:
             why = f": {c.last_error.message}" if c.last_error is not None else ""
@@ -60,9 +64,15 @@ def problems(
 @routes.get("/api/health")
 async def health(request: web.Request) -> web.Response:
     """Liveness, a summary, and the problems (``degraded`` when there are any)."""
-    resources = request.app[AUTHORITY].registry.resources()
+    authority = request.app[AUTHORITY]
+    resources = authority.registry.resources()
     source = request.app.get(COORDINATORS)
-    found = problems(source.status() if source else [], request.app.get(ADB), resources)
+    found = problems(
+        source.status() if source else [],
+        request.app.get(ADB),
+        resources,
+        authority.disk_problem,
+    )
     return answer(
         Health(
             status="degraded" if found else "ok",

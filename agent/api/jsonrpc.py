@@ -115,19 +115,21 @@ def _result(code: Code, message: str, key: str | None, when: float) -> dict[str,
     }
 
 
-def _hold_result(hold: Hold, message: str) -> dict[str, Any]:
-    return _result(Code.OK, message, hold.key, hold.expires or time.time())
+def _hold_result(app: web.Application, hold: Hold, message: str) -> dict[str, Any]:
+    # The deadline runs on the agent's steady clock; Jenkins is told its wall-clock time.
+    when = time.time() if hold.expires is None else app[AUTHORITY].wall(hold.expires)
+    return _result(Code.OK, message, hold.key, when)
 
 
 async def _reserve(app: web.Application, p: ReserveParams) -> dict[str, Any]:
     hold = await app[AUTHORITY].reserve(p.resource, p.timeout, p.clientInfo.holder())
-    return _hold_result(hold, f"reserved {p.resource}")
+    return _hold_result(app, hold, f"reserved {p.resource}")
 
 
 async def _lock(app: web.Application, p: LockParams) -> dict[str, Any]:
     # Through the gate: the answer waits for provisioning up to the session's lock_wait.
     hold = await app[LOCKER].lock(p.resource, p.key, p.clientInfo.holder(), reserved_first=True)
-    return _hold_result(hold, f"locked {p.resource}")
+    return _hold_result(app, hold, f"locked {p.resource}")
 
 
 async def _release(app: web.Application, p: ReleaseParams) -> dict[str, Any]:

@@ -25,6 +25,8 @@ ERROR_STATUSES = {
     413: "The body is larger than 64 KiB (code 21).",
     422: "A field is missing, unknown, of the wrong type or out of range; "
     "the message names it (code 9).",
+    503: "The state directory would not take the change -- full, read-only -- so nothing "
+    "was changed; the message names the directory and why (code 15). Try again later.",
 }
 
 
@@ -77,7 +79,7 @@ def _action(
     required: bool = False,
     admin: bool = False,
 ) -> dict[str, Any]:
-    statuses = sorted({*refusals, 401, *((403,) if admin else ()), *BODY_ERRORS})
+    statuses = sorted({*refusals, 401, 503, *((403,) if admin else ()), *BODY_ERRORS})
     return {
         "post": {
             "summary": summary,

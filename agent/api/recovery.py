@@ -23,5 +23,6 @@ async def recover(request: web.Request) -> web.Response:
     rid = request.match_info["id"]
     request.app[AUTHORITY].registry.get(rid)  # an unknown id is a 404 refusal
     recovered = await ladder.recover(rid, body.reason, manual=True)
-    res = request.app[AUTHORITY].registry.get(rid)
-    return answer(RecoverAnswer.model_construct(resource=ResourceOut.of(res), recovered=recovered))
+    authority = request.app[AUTHORITY]
+    res = ResourceOut.of(authority.registry.get(rid), authority.wall)
+    return answer(RecoverAnswer.model_construct(resource=res, recovered=recovered))

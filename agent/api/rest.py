@@ -62,6 +62,7 @@ STATUS = {
     Code.TOO_LARGE: 413,
     Code.NOT_FOUND: 404,
     Code.INTERNAL: 500,
+    Code.NOT_SAVED: 503,  # the disk, not the resource's state: try again later
 }
 CONFLICT = 409  # every other refusal: the resource's state says no
 
@@ -116,12 +117,14 @@ def holder_of(request: web.Request, who: str | None) -> Holder:
 
 def hold_answer(request: web.Request, resource_id: str, hold: Hold) -> web.Response:
     """A hold taken or renewed, with the session that prepares it (if any)."""
-    res = request.app[AUTHORITY].registry.get(resource_id)
+    authority = request.app[AUTHORITY]
+    res = authority.registry.get(resource_id)
     sessions = request.app.get(SESSIONS)
     session = sessions.session_of(resource_id, hold.key) if sessions is not None else None
+    wall = authority.wall
     return answer(
         HoldAnswer.model_construct(
-            resource=ResourceOut.of(res), hold=HoldWithKey.of(hold), session=session
+            resource=ResourceOut.of(res, wall), hold=HoldWithKey.of(hold, wall), session=session
         )
     )
 
@@ -143,14 +146,16 @@ async def coordinators(request: web.Request) -> web.Response:
 @routes.get("/api/resources")
 async def list_resources(request: web.Request) -> web.Response:
     """Every resource."""
-    body = request.app[RENDERED].resources(request.app[AUTHORITY].registry.resources())
+    authority = request.app[AUTHORITY]
+    body = request.app[RENDERED].resources(authority.registry.resources(), authority.wall)
     return web.Response(body=body, content_type="application/json", charset="utf-8")
 
 
 @routes.get("/api/resources/{id}")
 async def show_resource(request: web.Request) -> web.Response:
     """One resource."""
-    return answer(ResourceOut.of(request.app[AUTHORITY].registry.get(request.match_info["id"])))
+    authority = request.app[AUTHORITY]
+    return answer(ResourceOut.of(authority.registry.get(request.match_info["id"]), authority.wall))
 
 
 @routes.get("/api/resources/{id}/history")
@@ -165,8 +170,8 @@ async def history(request: web.Request) -> web.Response:
     actions = await authority.actions(rid, limit)
     return answer(
         History.model_construct(
-            history=[HistoryEntryOut.of(e) for e in entries],
-            actions=[ActionOut.of(a) for a in actions],
+            history=[HistoryEntryOut.of(e, authority.wall) for e in entries],
+            actions=[ActionOut.of(a, authority.wall) for a in actions],
         )
     )
 
@@ -204,8 +209,11 @@ async def release(request: web.Request) -> web.Response:
     hold = await request.app[AUTHORITY].release(request.match_info["id"], body.key, body.force)
     # A retired resource is removed with its last hold: answered as it was left.
     res = registry.find(before.id) or replace(before, hold=None)
+    wall = request.app[AUTHORITY].wall
     return answer(
-        ReleaseAnswer.model_construct(resource=ResourceOut.of(res), released=HoldOut.of(hold))
+        ReleaseAnswer.model_construct(
+            resource=ResourceOut.of(res, wall), released=HoldOut.of(hold, wall)
+        )
     )
 
 
@@ -221,22 +229,25 @@ async def renew(request: web.Request) -> web.Response:
 async def enable(request: web.Request) -> web.Response:
     """Let the resource take new holds."""
     await read_body(request, EmptyBody)
-    return answer(ResourceOut.of(await request.app[AUTHORITY].enable(request.match_info["id"])))
+    authority = request.app[AUTHORITY]
+    return answer(ResourceOut.of(await authority.enable(request.match_info["id"]), authority.wall))
 
 
 @routes.post("/api/resources/{id}/disable")
 async def disable(request: web.Request) -> web.Response:
     """Refuse new holds; an existing one stays."""
     body = await read_body(request, DisableBody)
-    res = await request.app[AUTHORITY].disable(request.match_info["id"], body.reason)
-    return answer(ResourceOut.of(res))
+    authority = request.app[AUTHORITY]
+    res = await authority.disable(request.match_info["id"], body.reason)
+    return answer(ResourceOut.of(res, authority.wall))
 
 
 @routes.post("/api/resources/{id}/forget")
 async def forget(request: web.Request) -> web.Response:
     """Drop an absent resource for good (an administrator's word: it is not coming back)."""
     await read_body(request, EmptyBody)
-    return answer(ResourceOut.of(await request.app[AUTHORITY].forget(request.match_info["id"])))
+    authority = request.app[AUTHORITY]
+    return answer(ResourceOut.of(await authority.forget(request.match_info["id"]), authority.wall))
 
 
 def too_large() -> web.Response:

@@ -7,6 +7,7 @@ closed (``additionalProperties: false``) and every field is always present.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -36,6 +37,13 @@ IsoTime = Annotated[
     str, Field(json_schema_extra={"format": "date-time"}, description="ISO 8601 with UTC offset")
 ]
 CODE_TABLE = "; ".join(f"{int(c)} {c.name}" for c in Code)
+# The registry's times are on the agent's steady clock; answers show the wall
+# clock's (Authority.wall, agent/clock.py).
+Wall = Callable[[float], float]
+
+
+def _shown(wall: Wall, at: float | None) -> str | None:
+    return None if at is None else isotime(wall(at))
 
 
 class Out(BaseModel):
@@ -67,13 +75,13 @@ class HoldOut(Out):
     )
 
     @classmethod
-    def of(cls, hold: Hold) -> HoldOut:
+    def of(cls, hold: Hold, wall: Wall) -> HoldOut:
         """The hold without its key."""
         return cls.model_construct(
             kind=hold.kind,
             holder=HolderOut.of(hold.holder),
-            since=isotime(hold.since),
-            expires=maybe_isotime(hold.expires),
+            since=isotime(wall(hold.since)),
+            expires=_shown(wall, hold.expires),
         )
 
 
@@ -83,9 +91,9 @@ class HoldWithKey(HoldOut):
     key: str = Field(description="The capability to lock or release.")
 
     @classmethod
-    def of(cls, hold: Hold) -> HoldWithKey:
+    def of(cls, hold: Hold, wall: Wall) -> HoldWithKey:
         """The hold with its key: only ever for whoever took it."""
-        return cls.model_construct(**dict(HoldOut.of(hold)), key=hold.key)
+        return cls.model_construct(**dict(HoldOut.of(hold, wall)), key=hold.key)
 
 
 class FaultOut(Out):
@@ -120,7 +128,7 @@ class ResourceOut(Out):
     metadata: dict[str, str]
 
     @classmethod
-    def of(cls, res: Resource) -> ResourceOut:
+    def of(cls, res: Resource, wall: Wall) -> ResourceOut:
         """The resource as the API shows it."""
         return cls.model_construct(
             id=res.id,
@@ -137,7 +145,7 @@ class ResourceOut(Out):
             fault=None
             if res.fault is None
             else FaultOut.model_construct(kind=res.fault.kind, reason=res.fault.reason),
-            holder=HoldOut.of(res.hold) if res.hold is not None else None,
+            holder=HoldOut.of(res.hold, wall) if res.hold is not None else None,
             metadata=dict(res.metadata),
         )
 
@@ -177,14 +185,14 @@ class HistoryEntryOut(Out):
     end_reason: EndReason | None
 
     @classmethod
-    def of(cls, entry: HistoryEntry) -> HistoryEntryOut:
+    def of(cls, entry: HistoryEntry, wall: Wall) -> HistoryEntryOut:
         """One history entry as the API shows it."""
         return cls.model_construct(
             kind=entry.kind,
             holder=HolderOut.of(entry.holder),
-            reserved_at=maybe_isotime(entry.reserved_at),
-            locked_at=maybe_isotime(entry.locked_at),
-            ended_at=maybe_isotime(entry.ended_at),
+            reserved_at=_shown(wall, entry.reserved_at),
+            locked_at=_shown(wall, entry.locked_at),
+            ended_at=_shown(wall, entry.ended_at),
             end_reason=entry.end_reason,
         )
 
@@ -214,11 +222,11 @@ class ActionOut(Out):
     detail: str = Field(description="The disable reason, why the agent released, a length...")
 
     @classmethod
-    def of(cls, entry: ActionEntry) -> ActionOut:
+    def of(cls, entry: ActionEntry, wall: Wall) -> ActionOut:
         """One action as the API shows it."""
         return cls.model_construct(
             action=entry.action,
-            at=isotime(entry.at),
+            at=isotime(wall(entry.at)),
             holder=HolderOut.of(entry.holder) if entry.holder is not None else None,
             caller=CallerOut.of(entry.caller) if entry.caller is not None else None,
             detail=entry.detail,

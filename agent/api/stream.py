@@ -156,7 +156,8 @@ class EventStream:
     def view(self, res: Resource) -> ResourceView:
         """``res`` as the stream and the status page show it."""
         has = self._has_sessions is not None and self._has_sessions(res)
-        return ResourceView.model_construct(**dict(ResourceOut.of(res)), sessions=has)
+        shown = ResourceOut.of(res, self._authority.wall)
+        return ResourceView.model_construct(**dict(shown), sessions=has)
 
     def snapshot(self) -> Snapshot:
         """Everything, now."""
@@ -185,7 +186,7 @@ class EventStream:
             type=event.type,
             at=isotime(at),
             resource=self.view(event.resource),
-            hold=HoldOut.of(event.hold) if event.hold is not None else None,
+            hold=HoldOut.of(event.hold, self._authority.wall) if event.hold is not None else None,
             ended=event.ended,
         ).model_dump_json()
 

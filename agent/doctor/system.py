@@ -32,6 +32,7 @@ AGENT_USER = "resource-agent"
 DEVICE_GROUP = "plugdev"
 UDEV_RULES = Path("/etc/udev/rules.d/90-resource-agent.rules")
 RULES_ENV = "RESOURCE_AGENT_UDEV_RULES"  # another rules path (tests, other layouts)
+PROBE_BYTES = 64 * 1024  # what the state directory check writes (and removes)
 RELOAD_UDEV = "udevadm control --reload && udevadm trigger --subsystem-match=usb --action=change"
 
 
@@ -125,15 +126,14 @@ def check_state_dir(settings: Settings, user: AgentUser) -> Check:
         )
     probe = path if path.exists() else _nearest_existing(path)
     try:
-        with tempfile.NamedTemporaryFile(dir=probe, prefix=".doctor-"):
-            pass
+        # Some bytes, synced: an empty file fits on a full file system.
+        with tempfile.NamedTemporaryFile(dir=probe, prefix=".doctor-") as f:
+            f.write(bytes(PROBE_BYTES))
+            f.flush()
+            os.fsync(f.fileno())
     except OSError as exc:
-        return failed(
-            name,
-            f"cannot write in {probe}: {exc.strerror or exc}",
-            f"make {path} writable for {user.name} (mkdir -p {path} && "
-            f"chown {user.name}: {path} && chmod 700 {path}), or set [agent] state_dir",
-        )
+        return failed(name, f"cannot write in {probe}: {exc.strerror or exc}",
+                      _unwritable_fix(exc, path, probe, user))  # fmt: skip
     if path == SYSTEM_STATE_DIR:
         # The unit's StateDirectory= creates it and gives it to the agent's user at start.
         return passed(name, f"{path} is usable (systemd's StateDirectory= owns it)")
@@ -146,6 +146,24 @@ def check_state_dir(settings: Settings, user: AgentUser) -> Check:
     if probe != path:
         return passed(name, f"{path} will be created in {probe}")
     return passed(name, f"{path} is writable by {user.name}")
+
+
+def _unwritable_fix(exc: OSError, path: Path, probe: Path, user: AgentUser) -> str:
+    # A running agent refuses changes meanwhile (code 15) and says so in its health.
+    if exc.errno == errno.ENOSPC:
+        return (
+            f"free space on the file system of {probe} (df -h {probe} shows it); the agent "
+            "takes changes again as soon as it can write, without a restart"
+        )
+    if exc.errno == errno.EROFS:
+        return (
+            f"the file system of {probe} is read-only: find out why (dmesg), fix it and "
+            f"remount it read-write, or set [agent] state_dir"
+        )
+    return (
+        f"make {path} writable for {user.name} (mkdir -p {path} && "
+        f"chown {user.name}: {path} && chmod 700 {path}), or set [agent] state_dir"
+    )
 
 
 def _nearest_existing(path: Path) -> Path:

@@ -23,6 +23,7 @@ class Code(enum.IntEnum):
     QUARANTINED = 12
     PROVISIONING_FAILED = 13  # locked, then released: preparing it failed
     PRESENT = 14  # forget refused: the resource is connected
+    NOT_SAVED = 15  # the state directory would not take the change (full, read-only): none made
     # Wire-level problems (REST and CLI only; JSON-RPC has its own error codes).
     MALFORMED_REQUEST = 20
     TOO_LARGE = 21

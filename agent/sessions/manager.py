@@ -19,7 +19,6 @@ and cleaned), teardown that was running starts again from the first step.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
@@ -165,11 +164,17 @@ class Sessions(Service):
             return hold
         if outcome.ok:
             return hold
-        with contextlib.suppress(Refused):  # released meanwhile: nothing left to undo
-            await self._authority.release(
-                resource_id, hold.key, ended=EndReason.PROVISIONING_FAILED
-            )
+        await self._release_failed(resource_id, hold.key)
         raise Refused(Code.PROVISIONING_FAILED, refusal(resource_id, outcome))
+
+    async def _release_failed(self, resource_id: str, key: str) -> None:
+        """Release a lock whose provisioning failed; if the disk refuses, keep trying."""
+        try:
+            await self._authority.release(resource_id, key, ended=EndReason.PROVISIONING_FAILED)
+        except Refused as refused:  # released meanwhile: nothing left to undo
+            if refused.code is Code.NOT_SAVED:
+                let_go = self._authority.let_go(resource_id, key, EndReason.PROVISIONING_FAILED)
+                self._spawn(let_go, f"release {resource_id}")
 
     def session_of(self, resource_id: str, key: str) -> str | None:
         """The id of the session provisioning the lock held with ``key``, if any."""
@@ -221,9 +226,15 @@ class Sessions(Service):
             log.exception("provisioning %s failed", res.id)
             outcome = Outcome(False, None, f"internal error: {exc!r}")
         quarantine_after = rule.quarantine_after if rule is not None else 1
-        self._finish(run, outcome)
         failure = None if outcome.ok else refusal(res.id, outcome)
-        await self._authority.provisioned(res.id, run.key, failure, quarantine_after)
+        try:
+            # On disk before the Lock is answered: a restart takes a resource still
+            # "provisioning" for a provisioning it cut short, and fails it.
+            await self._authority.provisioned(res.id, run.key, failure, quarantine_after)
+        except asyncio.CancelledError:
+            self._finish(run, Outcome(False, None, "stopped: the agent stopped"))
+            raise
+        self._finish(run, outcome)
 
     def _finish(self, run: _Provisioning, outcome: Outcome) -> None:
         status = Status.READY if outcome.ok else Status.FAILED
@@ -252,8 +263,7 @@ class Sessions(Service):
         self.journal.line(live, "the agent restarted during provisioning: it failed")
         self.journal.update(live, status=Status.FAILED, message=outcome.message)
         # Released as a NO would: the RELEASED event starts the teardown.
-        with contextlib.suppress(Refused):
-            await self._authority.release(res.id, hold.key, ended=EndReason.PROVISIONING_FAILED)
+        await self._release_failed(res.id, hold.key)
 
     # -------------------------------------------------------------- teardown
 

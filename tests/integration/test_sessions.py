@@ -6,7 +6,10 @@ in front; locks go through its gate, as JSON-RPC and REST do.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import sqlite3
+import threading
 from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -14,7 +17,7 @@ from typing import Any
 import pytest
 
 from agent.config.sessions import SessionRule, rule_for
-from agent.core import Core
+from agent.core import STATE_FILE, Core
 from agent.model import (
     Code,
     Description,
@@ -322,3 +325,30 @@ async def test_reboot_waits_for_the_phone_to_come_back_and_boot(
         await core.authority.release(rid, hold.key)
         await until(lambda: core.registry.get(rid).state is ResourceState.FREE, what="clean")
         assert "teardown android" in await log_of(sessions, rid)
+
+
+async def test_a_lock_is_answered_only_once_its_provisioning_is_on_disk(tmp_path: Path) -> None:
+    """Found by tests/integration/test_fault_crash.py: a SIGKILL just after a Lock was
+    answered OK found the resource still "provisioning" on disk, and the restart
+    failed that provisioning -- releasing a lock Jenkins had been told it had."""
+    go, done = tmp_path / "go", tmp_path / "done"
+    script = f"while [ ! -e {go} ]; do sleep 0.01; done; touch {done}"
+    wait = {"step": "command", "run": ["sh", "-c", script]}
+    rules = [SessionRule.model_validate({"kind": "static", "provision": [wait]})]
+    async with agent_with(tmp_path / "state", rules, None) as (core, sessions):
+        core.authority.describe(Description("b1", "Board", Kind.STATIC))
+        lock = asyncio.ensure_future(sessions.lock("b1", None, PERSON))
+        await until(lambda: core.registry.get("b1").phase is Phase.PROVISIONING)
+        writer = threading.Event()
+        blocked = core.store.call(lambda conn: writer.wait(30))  # the disk is slow now
+        go.touch()
+        await until(done.exists)
+        await asyncio.sleep(0.5)  # the step has ended: time enough to answer, were it allowed
+        assert not lock.done(), "the Lock was answered before its provisioning was saved"
+        writer.set()
+        await blocked
+        hold = await asyncio.wait_for(lock, 10)
+        row = sqlite3.connect(tmp_path / "state" / STATE_FILE).execute(
+            "SELECT hold_key, phase FROM resources WHERE id='b1'"
+        )
+        assert row.fetchone() == (hold.key, None)

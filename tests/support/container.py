@@ -260,6 +260,11 @@ def _tear_down(box: Path, nspawn: subprocess.Popen[bytes] | None, leader: int | 
 
 
 def hidden_from_overlay(paths: Sequence[Path]) -> list[Path]:
-    """Those of ``paths`` on another file system than /: the overlay does not show them."""
+    """Those of ``paths`` the container does not see without a bind.
+
+    Those on another file system than / (the overlay shows only the root's),
+    and those under /tmp, where the container's systemd mounts a tmpfs of its own
+    (a checkout cloned into /tmp).
+    """
     root_dev = os.stat("/").st_dev
-    return [p for p in paths if os.stat(p).st_dev != root_dev]
+    return [p for p in paths if os.stat(p).st_dev != root_dev or p.resolve().is_relative_to("/tmp")]

@@ -12,20 +12,13 @@ from agent.ledger import no_sessions
 from agent.model import Resource
 
 
-def _fail(exc: BaseException) -> None:
-    raise AssertionError(f"the store failed: {exc}")
-
-
 @contextlib.asynccontextmanager
 async def core_harness(
     state_dir: Path,
     clock: Callable[[], float] = time.time,
     grace: float = 30.0,
-    on_fatal: Callable[[BaseException], None] = _fail,
     needs_session: Callable[[Resource], bool] = no_sessions,
 ) -> AsyncIterator[Core]:
-    """The core on ``state_dir``; a failed commit fails the test unless ``on_fatal`` says else."""
-    async with build_core(
-        state_dir, clock=clock, on_fatal=on_fatal, grace=grace, needs_session=needs_session
-    ) as core:
+    """The core on ``state_dir``, on ``clock``."""
+    async with build_core(state_dir, clock=clock, grace=grace, needs_session=needs_session) as core:
         yield core

@@ -20,6 +20,7 @@ SHARED = {
     "agent.config",
     "agent.credentials",
     "agent.lifecycle",
+    "agent.clock",  # the agent's steady clock, and the wall clock's time of its seconds
     "agent.android",
     "agent.addresses",
     "agent.meters",  # what every layer counts into

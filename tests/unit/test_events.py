@@ -29,7 +29,7 @@ from agent.model import (
     Resource,
 )
 from agent.registry import Registry
-from agent.store import Store, StoreError
+from agent.store import Store
 from tests.support.clock import FakeClock
 from tests.support.core import core_harness
 from tests.support.holders import BUILD, QUEUED
@@ -107,7 +107,6 @@ class Harness:
     def __init__(self, path: Path) -> None:
         self.path = path
         self.published: list[Event] = []
-        self.fatal: list[BaseException] = []
         self.changed = asyncio.Event()
         self._core: Core | None = None
 
@@ -137,11 +136,6 @@ class Harness:
         self.published.append(e)
         self.changed.set()
 
-    def on_fatal(self, exc: BaseException) -> None:
-        """The core's ``on_fatal``: a failed commit is recorded, not raised."""
-        self.fatal.append(exc)
-        self.changed.set()
-
     def on_disk(self, rid: str) -> sqlite3.Row | None:
         """The committed row, read through a connection of its own."""
         conn = sqlite3.connect(self.path)
@@ -160,7 +154,7 @@ class Harness:
         return self.published
 
     async def heard(self, done: Callable[[], bool]) -> None:
-        """Wait (at most 10 s) for ``done``, checked after each event or fatal error."""
+        """Wait (at most 10 s) for ``done``, checked after each event."""
         async with asyncio.timeout(10):
             while not done():
                 self.changed.clear()
@@ -177,7 +171,7 @@ async def harness(
     every queued write: what the block's commands published is complete after it.
     """
     h = Harness(state_dir / STATE_FILE)
-    async with core_harness(state_dir, clock, grace, on_fatal=h.on_fatal) as core:
+    async with core_harness(state_dir, clock, grace) as core:
         h.attach(core)
         yield h
 
@@ -229,7 +223,6 @@ async def test_commands_are_on_disk_when_answered(tmp_path: Path) -> None:
         EventType.ENABLED,
         EventType.RELEASED,
     ]
-    assert h.fatal == []
 
 
 async def test_published_only_after_commit(tmp_path: Path) -> None:
@@ -401,15 +394,3 @@ async def test_start_applies_deadlines_passed_while_down(tmp_path: Path) -> None
         h.authority.describe(Description("r", "R", Kind.STATIC))
         hold = await h.authority.lock("r", None, BUILD)
         assert hold.kind is HoldKind.LOCKED
-
-
-async def test_store_failure_is_fatal_and_unpublished(tmp_path: Path) -> None:
-    clock = FakeClock()
-    async with harness(tmp_path, clock) as h:
-        h.authority.describe(Description("ok", "OK", Kind.USB))
-        # A name SQLite cannot store (a lone surrogate): the commit fails.
-        h.authority.describe(Description("bad", "bad \udcff", Kind.USB))
-        await h.heard(lambda: bool(h.fatal))
-        (exc,) = h.fatal
-        assert isinstance(exc, StoreError)
-    assert [e.resource.id for e in h.published] == ["ok"]

@@ -24,7 +24,7 @@ from agent.model import (
     Resource,
 )
 from agent.registry import Registry
-from agent.store import Store, StoreError
+from agent.store import CommitFailed, Store, StoreError
 from tests.support.clock import FakeClock
 from tests.support.holders import BUILD, PERSON, QUEUED, numbered_keys
 
@@ -337,7 +337,7 @@ async def test_failing_call_fails_alone_and_leaves_nothing(tmp_path: Path) -> No
     assert loaded["p2"].disabled_reason == "last"
 
 
-async def test_unstorable_write_fails_alone(tmp_path: Path) -> None:
+async def test_unstorable_write_fails_with_the_writes_queued_after_it(tmp_path: Path) -> None:
     clock = FakeClock()
     path = tmp_path / "state.db"
     reg, events = registry(clock, "p1", "p2")
@@ -355,21 +355,31 @@ async def test_unstorable_write_fails_alone(tmp_path: Path) -> None:
             lambda: store.write(reg.disable("p2", "last")),
         ],
     )
-    # The writer carries on after a failure, alone or in a group.
-    with pytest.raises(StoreError):
-        await store.write([bad])
-    await store.write(reg.enable("p1"))
-    await store.close()
-    ok1, error, ok2 = results
+    ok1, error, after = results
     assert ok1 is None
-    assert ok2 is None
-    assert isinstance(error, StoreError)
-    assert "commit failed" in str(error)
+    assert isinstance(error, CommitFailed)
+    assert error.generation == 0
+    assert f"cannot save to the state directory {tmp_path}" in str(error)
     assert "surrogates not allowed" in str(error)
+    # Built on a state that never reached the disk: not even tried.
+    assert isinstance(after, CommitFailed)
+    assert "a change queued before this one was not saved" in str(after)
+    with pytest.raises(CommitFailed):
+        await store.write(reg.disable("p2", "never"))  # still the failed generation
+    assert store.problem is None  # a value SQLite refuses is no trouble with the disk
+    # Its owner rolled its state back: the writer carries on.
+    store.reset()
+    await store.write(reg.enable("p1"))
+    with pytest.raises(CommitFailed):
+        await store.write([bad])
+    store.reset()
+    await store.write(reg.disable("p2", "later"))
+    await store.close()
     loaded = {r.id: r for r in await reopen(path, clock)}
     assert sorted(loaded) == ["p1", "p2"]
     assert loaded["p1"].enabled
-    assert loaded["p2"].disabled_reason == "last"
+    assert loaded["p1"].disabled_reason == "first"
+    assert loaded["p2"].disabled_reason == "later"
 
 
 async def test_close_flushes_queued_writes(tmp_path: Path) -> None:
