@@ -1,7 +1,8 @@
 """The audit trail: one structured log line per change, and one per refused change.
 
-Changes come from the event bus, so a line is written only for what is on
-disk, and says what the history says (agent/actions.py names the action and
+Changes come from the event bus, a group commit's together, so a line is
+written only for what is on disk -- the lines of a group with one write -- and
+says what the history says (agent/actions.py names the action and
 carries the caller). Refusals come from the API, which is the only place they
 are seen: changes are logged at INFO, refusals at DEBUG with their reason.
 
@@ -18,9 +19,11 @@ import functools
 import json
 import logging
 import re
+from collections.abc import Sequence
 
 from agent.actions import action_of, detail_of, holder_of
 from agent.model import Action, Caller, Event, Holder
+from agent.systemd.logs import log_lines
 
 log = logging.getLogger("agent.audit")
 
@@ -51,15 +54,39 @@ def _who(
     }
 
 
-def audit(event: Event) -> None:
-    """A bus subscriber: the line for a committed change (nothing for other events)."""
-    action = action_of(event)
-    if action is None:
-        return
-    fields = _who(action, event.resource.id, holder_of(event), event.caller)
-    fields["outcome"] = "ok"
-    fields["detail"] = detail_of(event, action)
-    log.info(line(**fields))  # no arguments: the line is not %-formatted again
+def audit(events: Sequence[Event]) -> None:
+    """A group subscriber: the lines for a commit's changes (none for other events)."""
+    lines = []
+    for event in events:
+        action = action_of(event)
+        if action is not None:
+            lines.append(_changed(event, action))
+    log_lines(log, logging.INFO, lines)
+
+
+def _changed(event: Event, action: Action) -> str:
+    """``line(**_who(...), outcome="ok", detail=...)``, without the dict and the keywords."""
+    holder = holder_of(event)
+    caller = event.caller
+    parts = [f"action={_value(action.value)}"]
+    if event.resource.id:
+        parts.append(f"resource={_value(event.resource.id)}")
+    if holder is not None:
+        if holder.id:
+            parts.append(f"holder_id={_value(holder.id)}")
+        if holder.url:
+            parts.append(f"holder_url={_value(holder.url)}")
+    if caller is None:
+        parts.append(f"address={AGENT}")
+    else:
+        if caller.address:
+            parts.append(f"address={_value(caller.address)}")
+        parts.append(f"token={_value(caller.token or '-')}")
+    parts.append("outcome=ok")
+    detail = detail_of(event, action)
+    if detail:
+        parts.append(f"detail={_value(detail)}")
+    return " ".join(parts)
 
 
 def refused(

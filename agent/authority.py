@@ -20,7 +20,6 @@ the timer retries what time decided every ``RETRY`` seconds meanwhile.
 from __future__ import annotations
 
 import asyncio
-import contextvars
 import logging
 from collections.abc import Callable, Iterable, Sequence
 
@@ -41,7 +40,7 @@ from agent.model import (
     RungResult,
 )
 from agent.registry import Registry
-from agent.store import CommitFailed, Store
+from agent.store import CommitFailed, Committed, Store
 
 log = logging.getLogger(__name__)
 
@@ -76,6 +75,7 @@ class Authority:
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at: float | None = None
         self._last_write: asyncio.Future[None] | None = None
+        store.on_commit(self._committed)
 
     @property
     def disk_problem(self) -> str | None:
@@ -251,35 +251,40 @@ class Authority:
 
     def _write(self, events: Sequence[Event]) -> asyncio.Future[None]:
         future = self._store.write(events)
-        # Published from the commit callback, so sinks see commit order and
-        # never hear of a change that is not on disk; in a context of its own, so
-        # no request's caller reaches what a sink does in turn (the event says who).
-        future.add_done_callback(
-            lambda f: self._committed(f, events), context=contextvars.Context()
-        )
         self._last_write = future
         self._arm()
         return future
 
-    def _committed(self, future: asyncio.Future[None], events: Sequence[Event]) -> None:
-        if future.cancelled():
-            return
-        exc = future.exception()
-        if exc is None:
-            for event in events:
-                if event.type is EventType.REMOVED:
-                    self._saved.pop(event.resource.id, None)
-                else:
-                    self._saved[event.resource.id] = event.resource
+    def _committed(self, writes: Committed) -> None:
+        """A group's writes, before their futures resolve: the bus hears what is on disk.
+
+        Sinks so hear commit order and never of a change that is not on disk, all of a
+        group at once; called from the store's own callback, so no request's caller
+        reaches what a sink does in turn (the event says who).
+        """
+        events: list[Event] = []
+        for written, exc in writes:
+            if exc is None:
+                for event in written:
+                    if event.type is EventType.REMOVED:
+                        self._saved.pop(event.resource.id, None)
+                    else:
+                        self._saved[event.resource.id] = event.resource
+                events.extend(written)
+            elif isinstance(exc, CommitFailed) and exc.generation == self._store.generation:
+                # Memory is ahead of the disk: back to what the disk has, once per
+                # generation (the later failures of this one were rolled back too).
+                # What was saved before it is told first, in commit order.
+                if events:
+                    self.bus.publish(events)
+                    events = []
+                undone = self.registry.roll_back(self._saved)
+                self._store.reset()
+                # The store logged why; this is what it undid.
+                log.debug("rolled back %d resources to the saved state: %s", len(undone), exc)
+                self._arm()
+        if events:
             self.bus.publish(events)
-        elif isinstance(exc, CommitFailed) and exc.generation == self._store.generation:
-            # Memory is ahead of the disk: back to what the disk has, once per
-            # generation (the later failures of this one were rolled back too).
-            undone = self.registry.roll_back(self._saved)
-            self._store.reset()
-            # The store logged why; this is what it undid.
-            log.debug("rolled back %d resources to the saved state: %s", len(undone), exc)
-            self._arm()
 
     def _arm(self) -> None:
         deadline = self.registry.next_deadline()

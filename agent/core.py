@@ -16,7 +16,7 @@ from pathlib import Path
 
 from agent import clock as agent_clock
 from agent.authority import Authority
-from agent.events import EventBus, Subscriber
+from agent.events import EventBus, GroupSubscriber
 from agent.ledger import no_sessions
 from agent.model import Resource
 from agent.registry import Registry
@@ -49,7 +49,7 @@ async def build_core(
     clock: Callable[[], float] | None = None,
     grace: float = 30.0,
     needs_session: Callable[[Resource], bool] = no_sessions,
-    sinks: Sequence[Subscriber] = (),
+    sinks: Sequence[GroupSubscriber] = (),
     observe_commit: Callable[[float], None] | None = None,
 ) -> AsyncIterator[Core]:
     """The core on the database in ``state_dir``.
@@ -57,8 +57,8 @@ async def build_core(
     ``clock``: the registry's clock; None (the daemon) for the agent's steady
     clock, continued from the one the store last ran on. ``needs_session(res)``:
     whether a lock on ``res`` is provisioned and torn down. ``sinks`` hear every
-    event from the first on, the expiries of the time the agent was down
-    included (the audit trail). ``observe_commit(seconds)``: how
+    event from the first on, each commit's together, the expiries of the time
+    the agent was down included (the audit trail). ``observe_commit(seconds)``: how
     long each commit took (called on the writer thread).
     StateLocked (a StoreError): another agent runs on ``state_dir``.
     """
@@ -75,7 +75,7 @@ async def build_core(
             raise
         bus = EventBus()
         for sink in sinks:
-            bus.subscribe(sink)
+            bus.subscribe_groups(sink)
         authority = Authority(registry, store, bus, now, saved=saved, wall=wall)
         async with store, authority:
             yield Core(registry, store, bus, authority, now)

@@ -173,11 +173,13 @@ def migrate(conn: sqlite3.Connection) -> None:
 
 @dataclass(frozen=True, slots=True)
 class Rows:
-    """A write, ready for the writer thread: snapshots, log lines, and ids to delete."""
+    """A write, ready for the writer thread: snapshots, log lines, ids to delete, and the
+    events it was made from (for whoever hears of the commit)."""
 
     resources: dict[str, tuple[Any, ...]]
     log: list[tuple[Any, ...]]
     removed: frozenset[str] = frozenset()
+    events: Sequence[Event] = ()
 
 
 # Metadata as JSON, by the mapping it was made from. A resource keeps its mapping from
@@ -273,7 +275,7 @@ def rows(events: Sequence[Event], now: float) -> Rows:
             continue
         removed.discard(rid)
         resources[rid] = resource_row(event.resource)  # the last snapshot wins
-    return Rows(resources, lines, frozenset(removed))
+    return Rows(resources, lines, frozenset(removed), events)
 
 
 def _log_row(event: Event, action: Action, now: float) -> tuple[Any, ...]:

@@ -5,7 +5,9 @@ change queued while the previous commit was on disk and commits them together,
 so 32 clients cost one fsync rather than 32, and the event loop never waits on
 the disk. A change's future resolves only after its group is committed; the
 caller answers the client after that. The queue is FIFO, so a change is never
-acknowledged before a change it depended on.
+acknowledged before a change it depended on. The one listener ``on_commit``
+names hears each group once, on the event loop, before any of its futures
+resolves: one wake-up of the loop and one call per group, not per change.
 
 A write that cannot be committed (a full or read-only disk, an I/O error)
 fails with ``CommitFailed``, and so does every write queued after it in the
@@ -42,6 +44,8 @@ from agent.model import ActionEntry, Event, HistoryEntry, Resource
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
+# A group's writes as on_commit hears them: each one's events, and why it failed (None: on disk).
+Committed = list[tuple[Sequence[Event], BaseException | None]]
 
 PROBE_EVERY = 1.0  # seconds between test writes while the disk refuses writes
 FULL_BELOW = 64 * 1024  # bytes free under which a failed write is put down to a full disk
@@ -87,6 +91,7 @@ class Store:
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._closed = False
+        self._listener: Callable[[Committed], None] | None = None
         self.generation = 0  # the event loop's; see reset()
         self._failed_generation = -1  # the writer thread's: writes up to it fail
         self._failure = ""
@@ -144,6 +149,10 @@ class Store:
         self._loop = asyncio.get_running_loop()
         self._thread = threading.Thread(target=self._run, name="store-writer", daemon=True)
         self._thread.start()
+
+    def on_commit(self, listener: Callable[[Committed], None]) -> None:
+        """Have ``listener`` hear each group's writes, in commit order, before they resolve."""
+        self._listener = listener
 
     def write(self, events: Sequence[Event]) -> asyncio.Future[None]:
         """Queue events to be committed; the future resolves once they are on disk."""
@@ -243,7 +252,19 @@ class Store:
         if self._observe_commit is not None:
             self._observe_commit(time.perf_counter() - started)
         assert self._loop is not None
-        self._loop.call_soon_threadsafe(_resolve_all, results)
+        writes: Committed = [
+            (entry.item.events, result[2])
+            for entry, result in zip(batch, results, strict=True)
+            if isinstance(entry.item, records.Rows)
+        ]
+        self._loop.call_soon_threadsafe(self._resolve, writes, results)
+
+    def _resolve(self, writes: Committed, results: list[Any]) -> None:
+        try:
+            if self._listener is not None and writes:
+                self._listener(writes)
+        finally:
+            _resolve_all(results)
 
     def _doomed(self, entry: _Entry) -> bool:
         """A write queued after a failed one of its generation: it is not tried."""

@@ -245,17 +245,11 @@ async def guard(request: web.Request, handler: Any) -> web.StreamResponse:
     route = request.match_info.route.resource
     if route is None:  # no such route or method: the router's own 404/405 follows
         return await handler(request)  # type: ignore[no-any-return]
+    entry = RULES.get((request.method, route.canonical))
+    if isinstance(entry, Rule) and entry.need is Need.JSONRPC:
+        return await jsonrpc_gate(request, handler)
     access = request.app[ACCESS]
     address = request.remote or ""
-    entry = RULES.get((request.method, route.canonical))
-    if (
-        isinstance(entry, Rule)
-        and entry.need is Need.JSONRPC
-        and not access.allowlist.allows(address)
-    ):
-        log.warning("JSON-RPC from %s refused: not in [server] jsonrpc_allow (%s); %s",
-                    address, access.allowlist.describe(), HOW_TO_ALLOW)  # fmt: skip
-        return web.Response(status=403, text=f"JSON-RPC is not answered from {address}\n")
     try:
         raw = await _read(request, access.body_timeout)
     except TimeoutError:
@@ -275,6 +269,21 @@ async def guard(request: web.Request, handler: Any) -> web.StreamResponse:
     except (Refused, ApiError) as refusal:
         _audit_refusal(request, rule, body, caller, refusal)
         raise
+
+
+async def jsonrpc_gate(request: web.Request, handler: Any) -> web.StreamResponse:
+    """JSON-RPC's rule: from a source in jsonrpc_allow, its body in time, as its caller."""
+    access = request.app[ACCESS]
+    address = request.remote or ""
+    if not access.allowlist.allows(address):
+        log.warning("JSON-RPC from %s refused: not in [server] jsonrpc_allow (%s); %s",
+                    address, access.allowlist.describe(), HOW_TO_ALLOW)  # fmt: skip
+        return web.Response(status=403, text=f"JSON-RPC is not answered from {address}\n")
+    try:
+        await _read(request, access.body_timeout)
+    except TimeoutError:
+        return _too_slow(access.body_timeout)
+    return await _as(Caller(address), handler, request)
 
 
 def _audit_refusal(

@@ -10,7 +10,7 @@ import time
 from aiohttp import web
 
 from agent import __version__
-from agent.api import health, jsonrpc, metrics, openapi, page, rest
+from agent.api import front, health, jsonrpc, metrics, openapi, page, rest
 from agent.api import recovery as recovery_api
 from agent.api import sessions as sessions_api
 from agent.api.access import ACCESS, Access, guard
@@ -64,7 +64,7 @@ def make_app(
     """
     app = web.Application(
         client_max_size=MAX_BODY,
-        middlewares=[metrics.observe, rest.errors, guard, metrics.refusals],
+        middlewares=[front.jsonrpc_first, metrics.observe, rest.errors, guard, metrics.refusals],
     )
     app[ACCESS] = access
     if adb is not None:

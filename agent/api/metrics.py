@@ -48,10 +48,15 @@ async def observe(request: web.Request, handler: Any) -> web.StreamResponse:
         status = exc.status
         raise
     finally:
-        meters = request.app[METERS]
-        where = endpoint(request)
-        meters.series(meters.http_requests, where, request.method, str(status)).inc()
-        meters.series(meters.http_seconds, where).observe(time.perf_counter() - started)
+        count(request, status, started)
+
+
+def count(request: web.Request, status: int, started: float) -> None:
+    """Count a request answered with ``status``, begun at ``started`` (``perf_counter``)."""
+    meters = request.app[METERS]
+    where = endpoint(request)
+    meters.series(meters.http_requests, where, request.method, str(status)).inc()
+    meters.series(meters.http_seconds, where).observe(time.perf_counter() - started)
 
 
 def refused(app: web.Application, action: str, code: Code) -> None:

@@ -250,6 +250,17 @@ async def forget(request: web.Request) -> web.Response:
     return answer(ResourceOut.of(await authority.forget(request.match_info["id"]), authority.wall))
 
 
+def too_large() -> web.Response:
+    """The answer to a body over the limit, whatever the path."""
+    return error_response(Code.TOO_LARGE, "the request body is larger than 64 KiB")
+
+
+def hung_up(request: web.Request) -> web.Response:
+    """The client hung up before its body arrived: nobody is left to answer."""
+    log.debug("%s %s: the client hung up", request.method, request.path)
+    return web.Response(status=400, text="connection lost")
+
+
 @web.middleware
 async def errors(request: web.Request, handler: Any) -> web.StreamResponse:
     """Turn refusals and HTTP errors under /api/ into the JSON error body."""
@@ -260,7 +271,7 @@ async def errors(request: web.Request, handler: Any) -> web.StreamResponse:
     except ApiError as err:
         return error_response(err.code, err.message, err.status)
     except web.HTTPRequestEntityTooLarge:
-        return error_response(Code.TOO_LARGE, "the request body is larger than 64 KiB")
+        return too_large()
     except web.HTTPException as exc:
         if not request.path.startswith("/api/") or exc.status < 400:
             raise
@@ -270,9 +281,7 @@ async def errors(request: web.Request, handler: Any) -> web.StreamResponse:
             resp.headers["Allow"] = exc.headers["Allow"]
         return resp
     except ConnectionResetError:
-        # The client hung up before its body arrived: nobody is left to answer.
-        log.debug("%s %s: the client hung up", request.method, request.path)
-        return web.Response(status=400, text="connection lost")
+        return hung_up(request)
     except Exception:
         if not request.path.startswith("/api/"):
             raise

@@ -248,6 +248,32 @@ async def test_published_only_after_commit(tmp_path: Path) -> None:
     assert reasons == [str(n) for n in range(1, 101)]
 
 
+async def test_a_group_subscriber_hears_a_group_commit_at_once_before_its_answers(
+    tmp_path: Path,
+) -> None:
+    clock = FakeClock()
+    groups: list[list[str]] = []
+    answered: list[str] = []
+    async with harness(tmp_path, clock) as h:
+        h.authority.describe(Description("r", "R", Kind.STATIC))
+        await h.published_until(lambda p: len(p) == 1)
+        h.authority.bus.subscribe_groups(
+            lambda events: groups.append([e.resource.disabled_reason for e in events])
+        )
+        h.authority.bus.subscribe(lambda e: answered.append("heard " + e.resource.disabled_reason))
+
+        async def disable(n: int) -> None:
+            await h.authority.disable("r", str(n))
+            answered.append(f"answered {n}")
+
+        # Queued together: most share commits, and each group is heard as one.
+        await asyncio.gather(*(disable(n) for n in range(1, 51)))
+    assert [r for group in groups for r in group] == [str(n) for n in range(1, 51)]
+    assert len(groups) < 50
+    for n in range(1, 51):  # every change is heard before it is answered
+        assert answered.index(f"heard {n}") < answered.index(f"answered {n}")
+
+
 async def test_answer_without_changes_waits_for_the_change_it_reports(tmp_path: Path) -> None:
     """A lock asked for twice at once: the second answer (no change of its own)
     comes only once the first one's lock is on disk."""

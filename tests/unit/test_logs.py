@@ -5,13 +5,17 @@ from __future__ import annotations
 import asyncio
 import io
 import logging
+import re
 import sys
+
+import pytest
 
 from agent.systemd.logs import (
     LINE_FORMAT,
     JournalFormatter,
     LoopBatchedHandler,
     StampedFormatter,
+    log_lines,
 )
 
 
@@ -108,3 +112,61 @@ def test_lines_are_written_as_logging_writes_them() -> None:
             record = logging.LogRecord("agent.x", logging.WARNING, __file__, 1, msg, args, exc)
             record.created, record.msecs = created, (created - int(created)) * 1000
             assert ours.format(record) == standard.format(record)
+
+
+LINES = ["action=lock resource=p1 outcome=ok", 'action="forced release" 100% %s', "third"]
+
+
+def _one_by_one(logger: logging.Logger) -> None:
+    for line in LINES:
+        logger.info(line)
+
+
+def _together(logger: logging.Logger) -> None:
+    log_lines(logger, logging.INFO, LINES)
+
+
+@pytest.mark.parametrize(
+    "formatter",
+    [
+        StampedFormatter(),
+        JournalFormatter("%(name)s: %(message)s"),
+        logging.Formatter("%(message)s"),
+    ],
+)
+async def test_lines_logged_together_read_as_lines_logged_one_by_one(
+    formatter: logging.Formatter,
+) -> None:
+    texts = []
+    for log_them in (_one_by_one, _together):
+        handler, out, logger = _handler()
+        handler.setFormatter(formatter)
+        log_them(logger)
+        await asyncio.sleep(0)
+        text = out.getvalue().replace(logger.name, "NAME")
+        if isinstance(formatter, StampedFormatter):  # the milliseconds may differ
+            text = re.sub(r"^\S+ \S+ ", "", text, flags=re.MULTILINE)
+        texts.append(text.splitlines())
+    assert texts[0] == texts[1]
+    assert len(texts[1]) == 3
+    assert texts[1][1].endswith('action="forced release" 100% %s')
+
+
+class _Kept(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__()
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+
+def test_lines_go_one_by_one_to_a_handler_that_is_not_ours() -> None:
+    logger = logging.getLogger("test.lines.foreign")
+    logger.propagate = False
+    kept = _Kept()
+    logger.handlers[:] = [kept]
+    logger.setLevel(logging.INFO)
+    log_lines(logger, logging.INFO, LINES)
+    log_lines(logger, logging.DEBUG, LINES)  # below the level: nothing
+    assert [r.getMessage() for r in kept.records] == LINES
