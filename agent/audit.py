@@ -43,15 +43,25 @@ def line(**fields: str | None) -> str:
 
 def _who(
     action: Action, resource_id: str, holder: Holder | None, caller: Caller | None
-) -> dict[str, str | None]:
-    return {
-        "action": action.value,
-        "resource": resource_id,
-        "holder_id": holder.id if holder is not None else None,
-        "holder_url": holder.url if holder is not None else None,
-        "address": caller.address if caller is not None else AGENT,
-        "token": (caller.token or "-") if caller is not None else None,
-    }
+) -> list[str]:
+    """The ``key=value`` parts naming what was done to what, for whom and by whom."""
+    # Built straight into parts (no dict, no keywords): one line per change is on
+    # the lock path.
+    parts = [f"action={_value(action.value)}"]
+    if resource_id:
+        parts.append(f"resource={_value(resource_id)}")
+    if holder is not None:
+        if holder.id:
+            parts.append(f"holder_id={_value(holder.id)}")
+        if holder.url:
+            parts.append(f"holder_url={_value(holder.url)}")
+    if caller is None:
+        parts.append(f"address={AGENT}")
+    else:
+        if caller.address:
+            parts.append(f"address={_value(caller.address)}")
+        parts.append(f"token={_value(caller.token or '-')}")
+    return parts
 
 
 def audit(events: Sequence[Event]) -> None:
@@ -65,23 +75,7 @@ def audit(events: Sequence[Event]) -> None:
 
 
 def _changed(event: Event, action: Action) -> str:
-    """``line(**_who(...), outcome="ok", detail=...)``, without the dict and the keywords."""
-    holder = holder_of(event)
-    caller = event.caller
-    parts = [f"action={_value(action.value)}"]
-    if event.resource.id:
-        parts.append(f"resource={_value(event.resource.id)}")
-    if holder is not None:
-        if holder.id:
-            parts.append(f"holder_id={_value(holder.id)}")
-        if holder.url:
-            parts.append(f"holder_url={_value(holder.url)}")
-    if caller is None:
-        parts.append(f"address={AGENT}")
-    else:
-        if caller.address:
-            parts.append(f"address={_value(caller.address)}")
-        parts.append(f"token={_value(caller.token or '-')}")
+    parts = _who(action, event.resource.id, holder_of(event), event.caller)
     parts.append("outcome=ok")
     detail = detail_of(event, action)
     if detail:
@@ -101,5 +95,5 @@ def refused(
     """The line for a change the agent said no to, and why."""
     if not log.isEnabledFor(logging.DEBUG):
         return
-    fields = _who(action, resource_id or "", holder, caller)
-    log.debug("%s", line(**fields, outcome="refused", code=str(code), reason=reason))
+    parts = _who(action, resource_id or "", holder, caller)
+    log.debug("%s %s", " ".join(parts), line(outcome="refused", code=str(code), reason=reason))
