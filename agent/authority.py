@@ -24,6 +24,7 @@ import logging
 from collections.abc import Callable, Iterable, Sequence
 
 from agent.actions import CALLER, stamped
+from agent.clock import as_is
 from agent.events import EventBus
 from agent.model import (
     ActionEntry,
@@ -47,10 +48,6 @@ log = logging.getLogger(__name__)
 RETRY = 1.0  # seconds between tries of what time or the agent itself decided, while writes fail
 
 
-def _same(at: float) -> float:
-    return at
-
-
 class Authority:
     """The single place where holds change; the API and sources call it."""
 
@@ -62,7 +59,7 @@ class Authority:
         clock: Callable[[], float],
         *,
         saved: Iterable[Resource] = (),
-        wall: Callable[[float], float] = _same,
+        wall: Callable[[float], float] = as_is,
     ) -> None:
         # saved: the resources as the store had them at start (what a rollback returns to);
         # wall(at): the wall clock's time for the clock's ``at`` (what answers show).

@@ -64,6 +64,11 @@ class Anchor:
             return None
 
 
+def as_is(at: float) -> float:
+    """The wall clock's time for ``at`` where the registry runs on the wall clock itself."""
+    return at
+
+
 class AgentClock:
     """Callable like ``time.time``, but steady: agent seconds along the anchor's line."""
 

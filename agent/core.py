@@ -65,7 +65,7 @@ async def build_core(
     with StateLock(state_dir):
         store = Store(state_dir / STATE_FILE, time.time, observe_commit)
         try:
-            now, wall = _clock(store) if clock is None else (clock, _same)
+            now, wall = _clock(store) if clock is None else (clock, agent_clock.as_is)
             store.clock = now
             registry = Registry(now, grace=grace, needs_session=needs_session)
             saved = store.load()
@@ -79,10 +79,6 @@ async def build_core(
         authority = Authority(registry, store, bus, now, saved=saved, wall=wall)
         async with store, authority:
             yield Core(registry, store, bus, authority, now)
-
-
-def _same(at: float) -> float:
-    return at
 
 
 def _clock(store: Store) -> tuple[Callable[[], float], Callable[[float], float]]:
