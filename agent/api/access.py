@@ -258,8 +258,6 @@ async def guard(request: web.Request, handler: Any) -> web.StreamResponse:
     rule = rule_for(request.method, route.canonical, body)
     if rule.need is Need.OPEN:  # whatever it carries: a monitor's credentials are not ours
         return await handler(request)  # type: ignore[no-any-return]
-    if rule.need is Need.JSONRPC:
-        return await _as(Caller(address), handler, request)
     caller, denial = _judge(request, access, rule, address)
     if denial is not None:
         _audit_refusal(request, rule, body, caller, denial)
