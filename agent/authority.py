@@ -12,7 +12,8 @@ agent's own releases (``ended`` given) and what sources and time do carry none.
 A commit that fails (a full or read-only disk) is not the end of the agent:
 the registry is rolled back to what the disk has (``Registry.roll_back``), the
 commands waiting on it are refused with NOT_SAVED, naming the state
-directory, and the store tries the next writes afresh. The agent's own
+directory (SAVE_UNCERTAIN if the disk failed after the change may have been
+written), and the store tries the next writes afresh. The agent's own
 bookkeeping (sessions' outcomes, recovery) is tried again until it is saved;
 the timer retries what time decided every ``RETRY`` seconds meanwhile.
 """
@@ -41,11 +42,17 @@ from agent.model import (
     RungResult,
 )
 from agent.registry import Registry
-from agent.store import CommitFailed, Committed, Store
+from agent.store import Committed, Store
+from agent.store_errors import CommitFailed
 
 log = logging.getLogger(__name__)
 
 RETRY = 1.0  # seconds between tries of what time or the agent itself decided, while writes fail
+UNCERTAIN = (
+    "the disk failed after the change may have been written, so it may or may not be in "
+    "effect after a restart; not in effect now"
+)
+UNSAVED = (Code.NOT_SAVED, Code.SAVE_UNCERTAIN)  # the disk, not the rules, refused
 
 
 class Authority:
@@ -227,7 +234,11 @@ class Authority:
                 # to disk (a lock asked for twice): it waits, so no answer outruns it.
                 await asyncio.shield(self._last_write)
         except CommitFailed as exc:
-            # Rolled back already (``_committed`` ran first): nothing of it is left.
+            # Rolled back already (``_committed`` ran first): nothing of it is left in
+            # memory. On disk an uncertain one is lost at the next commit, or kept if
+            # the agent dies first: only then is it in effect, so say so.
+            if exc.uncertain:
+                raise Refused(Code.SAVE_UNCERTAIN, f"{exc}: {UNCERTAIN}") from exc
             raise Refused(Code.NOT_SAVED, f"{exc}: nothing was changed") from exc
 
     async def _eventually(self, rule: Callable[[], Sequence[Event]]) -> None:
@@ -237,7 +248,7 @@ class Authority:
                 await self._commit(rule())
                 return
             except Refused as refusal:
-                if refusal.code is not Code.NOT_SAVED:
+                if refusal.code not in UNSAVED:
                     raise
             await asyncio.sleep(RETRY)
 

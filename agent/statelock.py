@@ -18,7 +18,7 @@ import fcntl
 import os
 from pathlib import Path
 
-from agent.store import StoreError
+from agent.store_errors import StoreError
 
 LOCK_FILE = "agent.lock"
 

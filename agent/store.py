@@ -11,7 +11,10 @@ resolves: one wake-up of the loop and one call per group, not per change.
 
 A write that cannot be committed (a full or read-only disk, an I/O error)
 fails with ``CommitFailed``, and so does every write queued after it in the
-same *generation*: they were built on a state that never reached the disk.
+same *generation*: they were built on a state that may not have reached the
+disk. A failure after SQLite may have written the commit (a failed fsync) is
+marked uncertain (agent/store_errors.py), and so is every write of a group
+whose commit failed so, unless it is then committed alone.
 The owner of that state (the authority) rolls it back to what is on disk and
 calls ``reset``; writes of the new generation are tried again. While writes
 fail, ``problem`` says why, and the writer tries a small write every
@@ -29,7 +32,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 import queue
 import sqlite3
 import threading
@@ -40,6 +42,7 @@ from typing import Any, NamedTuple, TypeVar
 
 from agent import records
 from agent.model import ActionEntry, Event, HistoryEntry, Resource
+from agent.store_errors import CommitFailed, CommitUncertain, StoreError, commit, explain
 
 log = logging.getLogger(__name__)
 
@@ -48,19 +51,9 @@ T = TypeVar("T")
 Committed = list[tuple[Sequence[Event], BaseException | None]]
 
 PROBE_EVERY = 1.0  # seconds between test writes while the disk refuses writes
-FULL_BELOW = 64 * 1024  # bytes free under which a failed write is put down to a full disk
-
-
-class StoreError(Exception):
-    """The state directory or database cannot be used."""
-
-
-class CommitFailed(StoreError):
-    """A write is not on disk, nor any part of it; ``generation`` is the one it was queued in."""
-
-    def __init__(self, message: str, generation: int) -> None:
-        super().__init__(message)
-        self.generation = generation
+# Groups between checkpoints of the WAL into the database. SQLite's own, run
+# inside COMMIT, would fail a COMMIT that is on disk when the checkpoint fails.
+CHECKPOINT_EVERY = 128
 
 
 class _Entry(NamedTuple):
@@ -96,12 +89,14 @@ class Store:
         self._failed_generation = -1  # the writer thread's: writes up to it fail
         self._failure = ""
         self._problem: str | None = None
+        self._groups = 0  # committed since the last checkpoint
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             self._conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
             self._conn.row_factory = sqlite3.Row
             self._conn.execute("PRAGMA journal_mode=WAL")
             self._conn.execute("PRAGMA synchronous=FULL")
+            self._conn.execute("PRAGMA wal_autocheckpoint=0")
             records.migrate(self._conn)
         except (OSError, sqlite3.Error) as exc:
             raise StoreError(f"cannot open the state database {path}: {exc}") from exc
@@ -241,10 +236,13 @@ class Store:
         try:
             done = dict(zip(map(id, tried), self._transaction(tried), strict=True))
             self._writable(tried)
-        except Exception:
+            self._checkpoint()
+        except Exception as exc:
             # One at a time, in order: what came before a failed write is saved,
             # what came after it in its generation is not (it may depend on it).
-            done = {id(entry): self._commit_alone(entry) for entry in tried}
+            # If the group may be on disk, so may each write that then fails alone.
+            uncertain = isinstance(exc, CommitUncertain)
+            done = {id(entry): self._commit_alone(entry, uncertain) for entry in tried}
         results = [
             self._failed(entry, self._failure) if fails else done[id(entry)]
             for entry, fails in zip(batch, doomed, strict=True)
@@ -270,9 +268,9 @@ class Store:
         """A write queued after a failed one of its generation: it is not tried."""
         return isinstance(entry.item, records.Rows) and entry.generation <= self._failed_generation
 
-    def _commit_alone(self, entry: _Entry) -> tuple[Any, ...]:
+    def _commit_alone(self, entry: _Entry, uncertain: bool) -> tuple[Any, ...]:
         if self._doomed(entry):
-            return self._failed(entry, self._failure)
+            return self._failed(entry, self._failure, uncertain)
         try:
             (result,) = self._transaction([entry])
         except Exception as exc:
@@ -282,15 +280,17 @@ class Store:
             known = self._problem is not None  # this spell of trouble was logged already
             reason = self._explain(exc)
             log.log(logging.DEBUG if known else logging.ERROR, "cannot save a change: %s", reason)
+            uncertain = uncertain or isinstance(exc, CommitUncertain)
             if isinstance(entry.item, records.Rows):
                 self._failed_generation = max(self._failed_generation, entry.generation)
                 self._failure = f"{reason}; a change queued before this one was not saved"
-            return self._failed(entry, reason)
+            return self._failed(entry, reason, uncertain)
         self._writable([entry])
         return result
 
-    def _failed(self, entry: _Entry, reason: str) -> tuple[Any, ...]:
-        return (entry.future, None, CommitFailed(reason, entry.generation))
+    def _failed(self, entry: _Entry, reason: str, uncertain: bool = False) -> tuple[Any, ...]:
+        error = CommitFailed(reason, entry.generation, uncertain=uncertain)
+        return (entry.future, None, error)
 
     def _writable(self, entries: list[_Entry]) -> None:
         """A write was committed: whatever kept the disk from taking writes is over."""
@@ -314,22 +314,21 @@ class Store:
 
     def _explain(self, exc: Exception) -> str:
         """Why a commit failed, naming the state directory; disk trouble stays in ``problem``."""
-        where = self.path.parent
-        if not isinstance(exc, sqlite3.Error | OSError):
-            return f"cannot save to the state directory {where}: {exc}"
-        name = getattr(exc, "sqlite_errorname", None) or type(exc).__name__
-        why = f"{exc} ({name})"
+        reason = explain(exc, self.path.parent)
+        if isinstance(exc, sqlite3.Error | OSError | CommitUncertain):
+            self._problem = reason
+        return reason
+
+    def _checkpoint(self) -> None:
+        """Copy the WAL into the database now and then; a failure here loses nothing."""
+        self._groups += 1
+        if self._groups < CHECKPOINT_EVERY:
+            return
+        self._groups = 0
         try:
-            fs = os.statvfs(where)
-        except OSError:
-            pass
-        else:
-            if fs.f_flag & os.ST_RDONLY:
-                why = f"its file system is read-only; {why}"
-            elif fs.f_bavail * fs.f_frsize < FULL_BELOW:
-                why = f"its file system is full ({fs.f_bavail * fs.f_frsize} bytes free); {why}"
-        self._problem = f"the state directory {where} cannot be written: {why}"
-        return self._problem
+            self._conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
+        except sqlite3.Error as exc:
+            log.warning("cannot checkpoint the state database %s: %s", self.path, exc)
 
     def _transaction(self, batch: list[_Entry]) -> list[tuple[Any, ...]]:
         conn = self._conn
@@ -359,7 +358,7 @@ class Store:
                     results.append((future, None, exc))
                 conn.execute("RELEASE call")
             self._flush(resources, lines, removed)
-            conn.execute("COMMIT")
+            commit(conn)
         except BaseException:
             _roll_back(conn)
             raise

@@ -63,6 +63,7 @@ STATUS = {
     Code.NOT_FOUND: 404,
     Code.INTERNAL: 500,
     Code.NOT_SAVED: 503,  # the disk, not the resource's state: try again later
+    Code.SAVE_UNCERTAIN: 503,
 }
 CONFLICT = 409  # every other refusal: the resource's state says no
 

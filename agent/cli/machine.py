@@ -41,7 +41,7 @@ def serve(
         resolve_state_dir,
     )
     from agent.daemon import Daemon
-    from agent.store import StoreError
+    from agent.store_errors import StoreError
     from agent.systemd import logs
 
     try:

@@ -24,6 +24,7 @@ class Code(enum.IntEnum):
     PROVISIONING_FAILED = 13  # locked, then released: preparing it failed
     PRESENT = 14  # forget refused: the resource is connected
     NOT_SAVED = 15  # the state directory would not take the change (full, read-only): none made
+    SAVE_UNCERTAIN = 16  # the disk failed while saving it: the change may or may not be in effect
     # Wire-level problems (REST and CLI only; JSON-RPC has its own error codes).
     MALFORMED_REQUEST = 20
     TOO_LARGE = 21

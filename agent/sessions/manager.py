@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
-from agent.authority import Authority
+from agent.authority import UNSAVED, Authority
 from agent.config import parse_hostport
 from agent.config.sessions import SessionRule, Step, UninstallNewPackages, rule_for
 from agent.events import EventBus
@@ -172,7 +172,7 @@ class Sessions(Service):
         try:
             await self._authority.release(resource_id, key, ended=EndReason.PROVISIONING_FAILED)
         except Refused as refused:  # released meanwhile: nothing left to undo
-            if refused.code is Code.NOT_SAVED:
+            if refused.code in UNSAVED:
                 let_go = self._authority.let_go(resource_id, key, EndReason.PROVISIONING_FAILED)
                 self._spawn(let_go, f"release {resource_id}")
 

@@ -16,7 +16,8 @@
   read-only remount cannot be had with the database open -- ``mount -o
   remount,ro`` and a read-only bind remount both fail with EBUSY while a file
   is open for writing -- and ext4's own emergency read-only, after an error,
-  cannot be undone without unmounting.)
+  cannot be undone without unmounting.) With ``calls=SYNCS, error="EIO"`` only
+  the syncs fail, as when a disk dies between a write and its sync.
 
 All of it needs root (CI runs as root) and util-linux, e2fsprogs and strace.
 """
@@ -36,6 +37,7 @@ EXT4_IOC_SHUTDOWN = 0x8004587D  # _IOR('X', 125, __u32)
 EXT4_GOING_FLAGS_NOLOGFLUSH = 2
 # What the agent's SQLite writes and syncs with (and nothing else it does).
 FILE_WRITES = "pwrite64,pwritev,pwritev2,fsync,fdatasync,ftruncate,fallocate"
+SYNCS = "fsync,fdatasync"  # only the syncs: the writes reach the page cache, the syncs fail
 
 
 def _run(*args: str) -> str:
@@ -124,11 +126,12 @@ class SmallTmpfs:
 
 
 @contextlib.contextmanager
-def refused_writes(pid: int) -> Iterator[None]:
-    """While inside, every file write and sync of process ``pid`` fails with EROFS."""
+def refused_writes(pid: int, calls: str = FILE_WRITES, error: str = "EROFS") -> Iterator[None]:
+    """While inside, every file write and sync of process ``pid`` (``calls``) fails with
+    ``error``; the process may die inside."""
     tracer = subprocess.Popen(
-        ["strace", "-qq", "-f", "-p", str(pid), "-o", "/dev/null", "-e", f"trace={FILE_WRITES}",
-         "-e", f"inject={FILE_WRITES}:error=EROFS"],
+        ["strace", "-qq", "-f", "-p", str(pid), "-o", "/dev/null", "-e", f"trace={calls}",
+         "-e", f"inject={calls}:error={error}"],
         stdin=subprocess.DEVNULL, stderr=subprocess.PIPE,
     )  # fmt: skip
     try:
@@ -145,6 +148,8 @@ def _wait_traced(pid: int, tracer: subprocess.Popen[bytes] | None) -> None:
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
         tracers = set()
+        if tracer is None and not Path(f"/proc/{pid}").exists():
+            return  # it died: nothing traces it
         for task in Path(f"/proc/{pid}/task").iterdir():
             with contextlib.suppress(OSError):
                 for line in (task / "status").read_text().splitlines():

@@ -33,8 +33,9 @@ T = TypeVar("T")
 
 RESERVE_SECONDS = 600  # long: expiry is not what these runs test
 LEASE_SECONDS = 600
-# A refusal that leaves the hold as it was: the disk did not take the change.
-KEEPS_HOLD = {int(Code.NOT_SAVED)}
+# A refusal that leaves the hold as it was: the disk did not take the change (or
+# may have: then it is not in effect until a restart, and the call is an UNKNOWN).
+KEEPS_HOLD = {int(Code.NOT_SAVED), int(Code.SAVE_UNCERTAIN)}
 
 
 class AgentGone(Exception):
@@ -196,7 +197,7 @@ class Client:
             self.history.complete(op, Outcome.OK, code=0, key=result.key,
                                   expires=result.time / 1000)  # fmt: skip
             return str(result.key)
-        self.history.complete(op, Outcome.FAIL, code=result.code, message=result.message)
+        self._refused(op, result.code, result.message)
         return None
 
     def _rest(self, op: Op, path: str, body: dict[str, Any]) -> str | None:
@@ -210,13 +211,17 @@ class Client:
             self.history.complete(op, Outcome.OK, code=0, key=hold.get("key"), expires=when)
             return str(hold.get("key") or op.key)
         error = data.get("error", {})
-        if resp.status >= 500 and error.get("code") != Code.NOT_SAVED:
+        if resp.status >= 500 and error.get("code") not in KEEPS_HOLD:
             self.history.complete(op, Outcome.UNKNOWN, message=str(data))
             self.violations.append(f"{op.kind} {op.resource} via REST: HTTP {resp.status} {data}")
             return None
-        message = error.get("message", "")
-        self.history.complete(op, Outcome.FAIL, code=error.get("code"), message=message)
+        self._refused(op, error.get("code"), error.get("message", ""))
         return None
+
+    def _refused(self, op: Op, code: int | None, message: str) -> None:
+        """A NO; one that says the change may be saved is an UNKNOWN, not a refusal."""
+        outcome = Outcome.UNKNOWN if code == Code.SAVE_UNCERTAIN else Outcome.FAIL
+        self.history.complete(op, outcome, code=code, message=message)
 
 
 class Loader:

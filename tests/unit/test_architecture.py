@@ -33,6 +33,7 @@ CORE = {
     "agent.records",
     "agent.refusals",
     "agent.store",
+    "agent.store_errors",
     "agent.authority",
     "agent.events",
     "agent.core",

@@ -24,7 +24,8 @@ from agent.model import (
     Resource,
 )
 from agent.registry import Registry
-from agent.store import CommitFailed, Store, StoreError
+from agent.store import CHECKPOINT_EVERY, Store
+from agent.store_errors import CommitFailed, StoreError
 from tests.support.clock import FakeClock
 from tests.support.holders import BUILD, PERSON, QUEUED, numbered_keys
 
@@ -359,6 +360,7 @@ async def test_unstorable_write_fails_with_the_writes_queued_after_it(tmp_path: 
     assert ok1 is None
     assert isinstance(error, CommitFailed)
     assert error.generation == 0
+    assert not error.uncertain  # refused before SQLite wrote anything
     assert f"cannot save to the state directory {tmp_path}" in str(error)
     assert "surrogates not allowed" in str(error)
     # Built on a state that never reached the disk: not even tried.
@@ -380,6 +382,22 @@ async def test_unstorable_write_fails_with_the_writes_queued_after_it(tmp_path: 
     assert loaded["p1"].enabled
     assert loaded["p1"].disabled_reason == "first"
     assert loaded["p2"].disabled_reason == "later"
+
+
+async def test_the_wal_is_checkpointed_every_so_many_groups(tmp_path: Path) -> None:
+    """Not inside COMMIT (SQLite's own would fail a commit that is on disk if it failed)."""
+    clock = FakeClock()
+    path = tmp_path / "state.db"
+    reg, events = registry(clock, "p1")
+    store = await started(path, clock)
+    await store.write(events)
+    for i in range(CHECKPOINT_EVERY - 2):
+        await store.write(reg.disable("p1", f"reason {i}"))
+    empty = path.stat().st_size
+    await store.write(reg.enable("p1"))  # the group that makes CHECKPOINT_EVERY
+    checkpointed = path.stat().st_size
+    await store.close()
+    assert empty <= 4096 < checkpointed, (empty, checkpointed)
 
 
 async def test_close_flushes_queued_writes(tmp_path: Path) -> None:
