@@ -4,7 +4,9 @@ Each ``Op`` is recorded when it is invoked and completed once: ``ok`` (the
 agent said yes), ``fail`` (it said no -- ``code`` says why -- or the request
 never reached it -- no ``code``: the change certainly did not happen) or
 ``unknown`` (the connection broke after the request was sent: the agent was
-killed with it in flight, and the change may or may not have happened).
+killed with it in flight, and the change may or may not have happened; or
+the agent said it may have: code 16; or a yes arrived while the power was
+being cut, see ``doubt_from``).
 ``tests/support/checker.py`` judges the agent's state against it.
 """
 
@@ -15,6 +17,8 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+
+DOUBTED = "answered yes while the power was being cut"
 
 
 class Outcome(enum.StrEnum):
@@ -69,6 +73,11 @@ class History:
     kills: list[float] = field(default_factory=list)  # when the agent was killed
     # Called with each completed operation, on its client's thread (a fault may follow it).
     on_complete: Callable[[Op], None] | None = None
+    # Set when an emulated power cut begins, cleared at the restart: a yes that arrives
+    # meanwhile is of unknown outcome. A real cut is instantaneous; the emulation (a
+    # shutdown ioctl) takes milliseconds, and an fsync that returns during them may be
+    # lost (docs/reliability.md#power-cut) -- a yes a real power cut never lets out.
+    doubt_from: float | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def invoke(
@@ -101,6 +110,8 @@ class History:
         """Record how ``op`` completed."""
         with self._lock:
             op.completed = time.monotonic()
+            if outcome is Outcome.OK and self.doubt_from is not None:
+                outcome, message = Outcome.UNKNOWN, DOUBTED
             op.outcome = outcome
             op.code = code
             op.key = key if key is not None else op.key
