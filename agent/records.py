@@ -337,3 +337,23 @@ def fold_history(rows: list[sqlite3.Row], limit: int) -> list[HistoryEntry]:
             entry["holder"] = Holder(row["holder_id"], row["holder_url"])
     entries = [HistoryEntry(**e) for e in by_key.values()]
     return entries[::-1][:limit]
+
+
+def read_history(conn: sqlite3.Connection, rid: str, n: int) -> list[HistoryEntry]:
+    """The latest ``n`` holds of resource ``rid``, newest first."""
+    # A hold has at most three such lines (reserved, locked, ended).
+    marks = ",".join("?" * len(HOLD_EVENTS))
+    rows = conn.execute(
+        "SELECT * FROM (SELECT * FROM hold_log WHERE resource_id=?"
+        f" AND event IN ({marks}) ORDER BY seq DESC LIMIT ?) ORDER BY seq",
+        (rid, *HOLD_EVENTS, n * 3 + 2),
+    ).fetchall()
+    return fold_history(rows, n)
+
+
+def read_actions(conn: sqlite3.Connection, rid: str, n: int) -> list[ActionEntry]:
+    """The latest ``n`` changes to resource ``rid``, newest first."""
+    rows = conn.execute(
+        "SELECT * FROM hold_log WHERE resource_id=? ORDER BY seq DESC LIMIT ?", (rid, n)
+    ).fetchall()
+    return [row_action(row) for row in rows]

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import queue
 import sqlite3
@@ -80,7 +81,8 @@ class Store:
         self.path = path
         self.clock = clock
         self._observe_commit = observe_commit
-        self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()  # lists of _Entry, or _STOP
+        self._outgoing: list[_Entry] = []  # this loop iteration's, handed over together
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._closed = False
@@ -164,33 +166,16 @@ class Store:
     async def history(self, resource_id: str, limit: int = 100) -> list[HistoryEntry]:
         """The latest ``limit`` holds of a resource, newest first."""
 
-        def query(conn: sqlite3.Connection) -> list[HistoryEntry]:
-            # A hold has at most three such lines (reserved, locked, ended).
-            marks = ",".join("?" * len(records.HOLD_EVENTS))
-            rows = conn.execute(
-                "SELECT * FROM (SELECT * FROM hold_log WHERE resource_id=?"
-                f" AND event IN ({marks}) ORDER BY seq DESC LIMIT ?) ORDER BY seq",
-                (resource_id, *records.HOLD_EVENTS, limit * 3 + 2),
-            ).fetchall()
-            return records.fold_history(rows, limit)
-
-        return await self.call(query)
+        return await self.call(functools.partial(records.read_history, rid=resource_id, n=limit))
 
     async def actions(self, resource_id: str, limit: int = 100) -> list[ActionEntry]:
         """The latest ``limit`` changes to a resource, newest first."""
-
-        def query(conn: sqlite3.Connection) -> list[ActionEntry]:
-            rows = conn.execute(
-                "SELECT * FROM hold_log WHERE resource_id=? ORDER BY seq DESC LIMIT ?",
-                (resource_id, limit),
-            ).fetchall()
-            return [records.row_action(row) for row in rows]
-
-        return await self.call(query)
+        return await self.call(functools.partial(records.read_actions, rid=resource_id, n=limit))
 
     async def close(self) -> None:
         """Commit what is queued, stop the writer and close the database."""
         self._closed = True
+        self._hand_over()
         if self._thread is not None:
             self._queue.put(_STOP)
             await asyncio.to_thread(self._thread.join)
@@ -204,8 +189,16 @@ class Store:
             # Nobody would ever take it from the queue: fail now, not hang.
             future.set_exception(StoreError(f"the state database {self.path} is closed"))
         else:
-            self._queue.put(_Entry(item, future, self.generation))
+            if not self._outgoing:
+                self._loop.call_soon(self._hand_over)
+            self._outgoing.append(_Entry(item, future, self.generation))
         return future
+
+    def _hand_over(self) -> None:
+        """Queue what this loop iteration wrote: one wake-up of the writer, not one a change."""
+        if self._outgoing:
+            self._queue.put(self._outgoing)
+            self._outgoing = []
 
     # ------------------------------------------------------- the writer thread
 
@@ -213,19 +206,17 @@ class Store:
         stop = False
         while not stop:
             try:
-                first = self._queue.get(timeout=PROBE_EVERY if self._problem else None)
+                items = [self._queue.get(timeout=PROBE_EVERY if self._problem else None)]
             except queue.Empty:
                 self._probe()
                 continue
-            batch = [first]
             while True:
                 try:
-                    batch.append(self._queue.get_nowait())
+                    items.append(self._queue.get_nowait())
                 except queue.Empty:
                     break
-            if _STOP in batch:
-                stop = True
-                batch = [entry for entry in batch if entry is not _STOP]
+            stop = _STOP in items
+            batch = [entry for item in items if item is not _STOP for entry in item]
             if batch:
                 self._commit(batch)
 
