@@ -81,8 +81,7 @@ class Store:
         self.path = path
         self.clock = clock
         self._observe_commit = observe_commit
-        self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()  # lists of _Entry, or _STOP
-        self._outgoing: list[_Entry] = []  # this loop iteration's, handed over together
+        self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._closed = False
@@ -165,7 +164,6 @@ class Store:
 
     async def history(self, resource_id: str, limit: int = 100) -> list[HistoryEntry]:
         """The latest ``limit`` holds of a resource, newest first."""
-
         return await self.call(functools.partial(records.read_history, rid=resource_id, n=limit))
 
     async def actions(self, resource_id: str, limit: int = 100) -> list[ActionEntry]:
@@ -175,7 +173,6 @@ class Store:
     async def close(self) -> None:
         """Commit what is queued, stop the writer and close the database."""
         self._closed = True
-        self._hand_over()
         if self._thread is not None:
             self._queue.put(_STOP)
             await asyncio.to_thread(self._thread.join)
@@ -189,16 +186,8 @@ class Store:
             # Nobody would ever take it from the queue: fail now, not hang.
             future.set_exception(StoreError(f"the state database {self.path} is closed"))
         else:
-            if not self._outgoing:
-                self._loop.call_soon(self._hand_over)
-            self._outgoing.append(_Entry(item, future, self.generation))
+            self._queue.put(_Entry(item, future, self.generation))
         return future
-
-    def _hand_over(self) -> None:
-        """Queue what this loop iteration wrote: one wake-up of the writer, not one a change."""
-        if self._outgoing:
-            self._queue.put(self._outgoing)
-            self._outgoing = []
 
     # ------------------------------------------------------- the writer thread
 
@@ -206,17 +195,19 @@ class Store:
         stop = False
         while not stop:
             try:
-                items = [self._queue.get(timeout=PROBE_EVERY if self._problem else None)]
+                first = self._queue.get(timeout=PROBE_EVERY if self._problem else None)
             except queue.Empty:
                 self._probe()
                 continue
+            batch = [first]
             while True:
                 try:
-                    items.append(self._queue.get_nowait())
+                    batch.append(self._queue.get_nowait())
                 except queue.Empty:
                     break
-            stop = _STOP in items
-            batch = [entry for item in items if item is not _STOP for entry in item]
+            if _STOP in batch:
+                stop = True
+                batch = [entry for entry in batch if entry is not _STOP]
             if batch:
                 self._commit(batch)
 
