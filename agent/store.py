@@ -217,14 +217,15 @@ class Store:
         tried = [entry for entry, fails in zip(batch, doomed, strict=True) if not fails]
         try:
             done = dict(zip(map(id, tried), self._transaction(tried), strict=True))
-            self._writable(tried)
-            self._checkpoint()
         except Exception as exc:
             # One at a time, in order: what came before a failed write is saved,
             # what came after it in its generation is not (it may depend on it).
             # If the group may be on disk, so may each write that then fails alone.
             uncertain = isinstance(exc, CommitUncertain)
             done = {id(entry): self._commit_alone(entry, uncertain) for entry in tried}
+        else:
+            self._writable(tried)
+            self._checkpoint()
         results = [
             self._failed(entry, self._failure) if fails else done[id(entry)]
             for entry, fails in zip(batch, doomed, strict=True)
