@@ -117,7 +117,9 @@ class Switch(threading.Thread):
     def run(self) -> None:
         while True:
             try:
-                value = self.path.read_text().strip()
+                # Empty: caught between the writer's truncate and its write (the
+                # testbed's attribute is a plain file); the agent never writes ''.
+                value = self.path.read_text().strip() or None
             except OSError:
                 value = None
             if value is not None and (not self.seen or self.seen[-1] != value):
