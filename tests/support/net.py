@@ -3,14 +3,34 @@
 from __future__ import annotations
 
 import ipaddress
+import random
 import socket
+from pathlib import Path
+
+LOWEST = 10000  # below: ports services may own
 
 
 def free_port(host: str = "127.0.0.1") -> int:
-    """A TCP port nobody listens on right now (the kernel's pick)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((host, 0))
-        return int(sock.getsockname()[1])
+    """A TCP port nobody listens on right now, below the kernel's ephemeral range.
+
+    Not the kernel's own pick (bind to port 0), which comes from that range: a
+    client that connects to such a port while its server is still starting can
+    be given the very same port as its own and connect to itself (TCP's
+    simultaneous open; here about once in a thousand tries), then read back
+    its own request -- "protocol fault (status 30 30 30 63)" from ``adb
+    start-server``, which sent "000chost:version".
+    """
+    ephemeral = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+    below = int(ephemeral[0])
+    for _ in range(1000):
+        port = random.randrange(LOWEST, below)
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            try:
+                sock.bind((host, port))
+            except OSError:
+                continue
+            return port
+    raise AssertionError(f"no free port between {LOWEST} and {below} on {host}")
 
 
 def other_address() -> str:
