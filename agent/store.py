@@ -303,15 +303,19 @@ class Store:
         return reason
 
     def _checkpoint(self) -> None:
-        """Copy the WAL into the database now and then; a failure here loses nothing."""
+        """Copy the WAL into the database now and then, and after every group until it
+        is all copied: only then does SQLite write the WAL from its start again, and a
+        WAL never copied back grows until the disk is full. A failure loses nothing."""
         self._groups += 1
         if self._groups < CHECKPOINT_EVERY:
             return
-        self._groups = 0
         try:
-            self._conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
+            busy, frames, copied = self._conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
         except sqlite3.Error as exc:
-            log.warning("cannot checkpoint the state database %s: %s", self.path, exc)
+            log.debug("cannot checkpoint the state database %s yet: %s", self.path, exc)
+            return
+        if not busy and copied == frames:
+            self._groups = 0
 
     def _transaction(self, batch: list[_Entry]) -> list[tuple[Any, ...]]:
         conn = self._conn
