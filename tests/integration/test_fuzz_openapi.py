@@ -20,6 +20,8 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
+
 from tests.agentproc import AgentProcess
 from tests.support.scale import scaled
 
@@ -28,6 +30,7 @@ EXAMPLES = scaled(30)  # per operation and phase
 SEED = "11"
 
 
+@pytest.mark.timeout(scaled(120))  # make faults runs ten times the examples
 def test_schemathesis_finds_nothing(
     agent_factory: Callable[..., AgentProcess], tmp_path: Path
 ) -> None:
