@@ -231,7 +231,8 @@ def _denied(denial: Denial) -> web.Response:
     return resp
 
 
-def _too_slow(timeout: float) -> web.Response:
+def too_slow(timeout: float) -> web.Response:
+    """The 408 for a body that did not arrive within ``timeout`` seconds."""
     resp = error_response(
         Code.TOO_SLOW, f"the request body did not arrive within {timeout:g} s", 408
     )
@@ -253,7 +254,7 @@ async def guard(request: web.Request, handler: Any) -> web.StreamResponse:
     try:
         raw = await _read(request, access.body_timeout)
     except TimeoutError:
-        return _too_slow(access.body_timeout)
+        return too_slow(access.body_timeout)
     body = _Body(raw)
     rule = rule_for(request.method, route.canonical, body)
     if rule.need is Need.OPEN:  # whatever it carries: a monitor's credentials are not ours
@@ -273,15 +274,23 @@ async def jsonrpc_gate(request: web.Request, handler: Any) -> web.StreamResponse
     """JSON-RPC's rule: from a source in jsonrpc_allow, its body in time, as its caller."""
     access = request.app[ACCESS]
     address = request.remote or ""
-    if not access.allowlist.allows(address):
-        log.warning("JSON-RPC from %s refused: not in [server] jsonrpc_allow (%s); %s",
-                    address, access.allowlist.describe(), HOW_TO_ALLOW)  # fmt: skip
-        return web.Response(status=403, text=f"JSON-RPC is not answered from {address}\n")
+    refusal = jsonrpc_refusal(access, address)
+    if refusal is not None:
+        return refusal
     try:
         await _read(request, access.body_timeout)
     except TimeoutError:
-        return _too_slow(access.body_timeout)
+        return too_slow(access.body_timeout)
     return await _as(Caller(address), handler, request)
+
+
+def jsonrpc_refusal(access: Access, address: str) -> web.Response | None:
+    """The 403 for JSON-RPC from a source not in jsonrpc_allow; None: it may call."""
+    if access.allowlist.allows(address):
+        return None
+    log.warning("JSON-RPC from %s refused: not in [server] jsonrpc_allow (%s); %s",
+                address, access.allowlist.describe(), HOW_TO_ALLOW)  # fmt: skip
+    return web.Response(status=403, text=f"JSON-RPC is not answered from {address}\n")
 
 
 def _audit_refusal(

@@ -213,21 +213,24 @@ async def _dispatch(app: web.Application, method: str, params: Any, id_: Any) ->
     return {"jsonrpc": "2.0", "result": result, "id": id_}
 
 
-async def handle(request: web.Request) -> web.Response:
-    """``POST /``: one request or a batch; any Content-Type is accepted."""
-    app = request.app
+async def answer(app: web.Application, raw: bytes) -> bytes | None:
+    """The encoded answer to one request body (a call or a batch); None: answer 204."""
     try:
-        payload = parse_json(await request.read())
+        payload = parse_json(raw)
     except BadJSON as exc:
-        return _respond(_error(None, PARSE_ERROR, "Parse error", str(exc)))
+        return encode(_error(None, PARSE_ERROR, "Parse error", str(exc)))
     if isinstance(payload, list):
         if not payload:
-            return _respond(_error(None, INVALID_REQUEST, "Invalid Request", "empty batch"))
+            return encode(_error(None, INVALID_REQUEST, "Invalid Request", "empty batch"))
         answers = [a for r in payload if (a := await _call(app, r)) is not None]
-        return _respond(answers) if answers else web.Response(status=204)
-    answer = await _call(app, payload)
-    return _respond(answer) if answer is not None else web.Response(status=204)
+        return encode(answers) if answers else None
+    answer_ = await _call(app, payload)
+    return encode(answer_) if answer_ is not None else None
 
 
-def _respond(body: Any) -> web.Response:
-    return web.Response(body=encode(body), content_type="application/json-rpc", charset="utf-8")
+async def handle(request: web.Request) -> web.Response:
+    """``POST /`` in aiohttp (agent/api/express.py takes Jenkins' usual calls before it)."""
+    body = await answer(request.app, await request.read())
+    if body is None:
+        return web.Response(status=204)
+    return web.Response(body=body, content_type="application/json-rpc", charset="utf-8")

@@ -28,7 +28,6 @@ import asyncio
 import contextlib
 import json
 import logging
-import math
 import ssl
 from collections import Counter
 from collections.abc import AsyncIterator, Callable, Sequence
@@ -39,6 +38,7 @@ from typing import Any, cast
 from aiohttp import web
 
 from agent.api.cork import Corked, Outbox
+from agent.api.express import Lane, keep_alive_seconds, peer_address
 from agent.config import ServerSection, parse_hostport
 from agent.credentials import token_path
 from agent.model import Code
@@ -137,8 +137,7 @@ class _Gated(asyncio.Protocol):
         self._address = ""
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        peer = transport.get_extra_info("peername")
-        address = str(peer[0]) if isinstance(peer, tuple) and peer else "unknown"
+        address = peer_address(transport)
         refused = self._gate.admit(address)
         # uvloop's transports are not asyncio.Transport subclasses, but behave as one.
         stream = cast(asyncio.Transport, transport)
@@ -175,12 +174,13 @@ class GatedSite(web.BaseSite):
     """A TCP site whose connections pass the gate first."""
 
     def __init__(
-        self, runner: web.BaseRunner, listener: Listener, gate: Gate, outbox: Outbox
+        self, runner: web.BaseRunner, listener: Listener, gate: Gate, outbox: Outbox, lane: Lane
     ) -> None:
         super().__init__(runner, ssl_context=listener.ssl_context)
         self._listener = listener
         self._gate = gate
         self._outbox = outbox
+        self._lane = lane
 
     @property
     def name(self) -> str:
@@ -195,7 +195,7 @@ class GatedSite(web.BaseSite):
         server = self._runner.server
         assert server is not None
         self._server = await asyncio.get_running_loop().create_server(
-            self._gate.wrap(server, self._outbox),
+            self._gate.wrap(self._lane.wrap(server), self._outbox),
             self._listener.host,
             self._listener.port,
             ssl=self._listener.ssl_context,
@@ -215,10 +215,7 @@ def tls_context(cert: str, key: str) -> ssl.SSLContext:
 
 
 def _keep_alive_header(seconds: float) -> Callable[[web.Request, web.StreamResponse], Any]:
-    # Java's HttpURLConnection (Jenkins' client) keeps an idle connection 5 s unless told
-    # otherwise, as long as this side does: told a second less, it never sends a request
-    # on a connection the agent is closing.
-    value = f"timeout={max(1, math.ceil(seconds) - 1)}"
+    value = f"timeout={keep_alive_seconds(seconds)}"
 
     async def advertise(request: web.Request, response: web.StreamResponse) -> None:
         if response.keep_alive:
@@ -249,12 +246,18 @@ async def serving(
     await runner.setup()
     gate = Gate(limits)
     outbox = Outbox(asyncio.get_running_loop())
+    lane = Lane(app, limits.header_timeout)
+    sites: list[GatedSite] = []
     try:
         for listener in listeners:
-            await GatedSite(runner, listener, gate, outbox).start()
+            sites.append(site := GatedSite(runner, listener, gate, outbox, lane))
+            await site.start()
         yield gate
     finally:
         # Stop accepting and finish in-flight requests before anything below closes.
+        for site in sites:
+            await site.stop()
+        await lane.close(SHUTDOWN_TIMEOUT)
         await runner.cleanup()
 
 

@@ -53,9 +53,12 @@ async def observe(request: web.Request, handler: Any) -> web.StreamResponse:
 
 def count(request: web.Request, status: int, started: float) -> None:
     """Count a request answered with ``status``, begun at ``started`` (``perf_counter``)."""
-    meters = request.app[METERS]
-    where = endpoint(request)
-    meters.series(meters.http_requests, where, request.method, str(status)).inc()
+    tally(request.app[METERS], endpoint(request), request.method, status, started)
+
+
+def tally(meters: Meters, where: str, method: str, status: int, started: float) -> None:
+    """Count a request to endpoint ``where`` answered with ``status``, begun at ``started``."""
+    meters.series(meters.http_requests, where, method, str(status)).inc()
     meters.series(meters.http_seconds, where).observe(time.perf_counter() - started)
 
 
