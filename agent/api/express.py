@@ -139,8 +139,12 @@ class _Express(asyncio.Protocol):
         self._busy = False  # a call is being answered
         self._paused = False  # the peer does not read its answers: take no more
         self._throttled = False  # reading paused while the buffer is full
+        # The deadline of what is awaited (the header, or the body when _body_due), and
+        # what then; None while a call is answered. The timer fires at or before it.
+        self._deadline: float | None = None
+        self._then: Callable[[], None] = self._idle
         self._timer: asyncio.TimerHandle | None = None
-        self._body_due = False  # the timer is the body's, not the header's
+        self._body_due = False
 
     # ------------------------------------------------------------ the transport's calls
 
@@ -209,7 +213,7 @@ class _Express(asyncio.Protocol):
                 self._body_due = True
                 self._wait(self._lane.access.body_timeout, self._too_slow)
             return
-        self._stop_timer()
+        self._deadline = None
         self._body_due = False
         body, self._buffer = buffer[start : start + length], buffer[start + length :]
         self._take(body)
@@ -289,21 +293,41 @@ class _Express(asyncio.Protocol):
     # ------------------------------------------------------------ deadlines and closing
 
     def _wait(self, seconds: float, then: Callable[[], None]) -> None:
-        self._stop_timer()
-        self._timer = asyncio.get_running_loop().call_later(seconds, then)
+        """Call ``then`` in ``seconds`` unless a call is taken first.
+
+        A kept-alive connection waits once per call: its timer is not cancelled and
+        set again each time (two timer operations a call), but moved on when it fires.
+        """
+        loop = asyncio.get_running_loop()
+        self._deadline, self._then = loop.time() + seconds, then
+        if self._timer is not None and self._timer.when() > self._deadline:
+            self._timer.cancel()
+            self._timer = None
+        if self._timer is None:
+            self._timer = loop.call_at(self._deadline, self._expire)
+
+    def _expire(self) -> None:
+        self._timer = None
+        if self._deadline is None:
+            return  # a call was taken: the next answer sets the next deadline
+        loop = asyncio.get_running_loop()
+        if self._deadline > loop.time():
+            self._timer = loop.call_at(self._deadline, self._expire)
+            return
+        self._deadline = None
+        self._then()
 
     def _stop_timer(self) -> None:
+        self._deadline = None
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
 
     def _idle(self) -> None:
         """No whole header in time (or an idle kept-alive connection): close, as aiohttp does."""
-        self._timer = None
         self._transport_().close()
 
     def _too_slow(self) -> None:
-        self._timer = None
         self._answer_with(too_slow(self._lane.access.body_timeout), time.perf_counter())
 
     def close_if_idle(self) -> None:
