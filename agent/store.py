@@ -215,6 +215,7 @@ class Store:
         started = time.perf_counter()
         doomed = [self._doomed(entry) for entry in batch]
         tried = [entry for entry, fails in zip(batch, doomed, strict=True) if not fails]
+        whole = False  # the group committed as one
         try:
             done = dict(zip(map(id, tried), self._transaction(tried), strict=True))
         except Exception as exc:
@@ -225,7 +226,7 @@ class Store:
             done = {id(entry): self._commit_alone(entry, uncertain) for entry in tried}
         else:
             self._writable(tried)
-            self._checkpoint()
+            whole = True
         results = [
             self._failed(entry, self._failure) if fails else done[id(entry)]
             for entry, fails in zip(batch, doomed, strict=True)
@@ -239,6 +240,8 @@ class Store:
             if isinstance(entry.item, records.Rows)
         ]
         self._loop.call_soon_threadsafe(self._resolve, writes, results)
+        if whole:  # after the answers are on their way: they need not wait for the copy
+            self._checkpoint()
 
     def _resolve(self, writes: Committed, results: list[Any]) -> None:
         try:
