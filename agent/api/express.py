@@ -68,7 +68,7 @@ def keep_alive_seconds(header_timeout: float) -> int:
     return max(1, math.ceil(header_timeout) - 1)
 
 
-def _body_length(head: bytes) -> int | None:
+def body_length(head: bytes) -> int | None:
     """The body's length if the head is one the lane takes, else None."""
     lines = head.split(b"\r\n")
     if lines[0] != _REQUEST_LINE or len(head) > MAX_HEAD or len(lines) > MAX_FIELDS + 1:
@@ -203,7 +203,7 @@ class _Express(asyncio.Protocol):
             if len(buffer) > MAX_HEAD:
                 self._hand_over()
             return  # the header's deadline runs
-        length = _body_length(buffer[:end])
+        length = body_length(buffer[:end])
         if length is None:
             self._hand_over()
             return
