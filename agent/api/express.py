@@ -92,6 +92,8 @@ class Lane:
     """The express lane of one application: its connections and the calls in flight."""
 
     def __init__(self, app: web.Application, header_timeout: float) -> None:
+        # Python 3.11's get_running_loop() costs a getpid(2) a call: looked up once.
+        self.loop = asyncio.get_running_loop()
         self.app = app
         self.access = app[ACCESS]
         self.meters = app[METERS]
@@ -226,7 +228,7 @@ class _Express(asyncio.Protocol):
             self._answer_with(refusal, started)
             return
         self._busy = True
-        call = asyncio.get_running_loop().create_task(self._call(body, started))
+        call = lane.loop.create_task(self._call(body, started))
         lane.calls.add(call)
         call.add_done_callback(lane.calls.discard)
 
@@ -298,7 +300,7 @@ class _Express(asyncio.Protocol):
         A kept-alive connection waits once per call: its timer is not cancelled and
         set again each time (two timer operations a call), but moved on when it fires.
         """
-        loop = asyncio.get_running_loop()
+        loop = self._lane.loop
         self._deadline, self._then = loop.time() + seconds, then
         if self._timer is not None and self._timer.when() > self._deadline:
             self._timer.cancel()
@@ -310,7 +312,7 @@ class _Express(asyncio.Protocol):
         self._timer = None
         if self._deadline is None:
             return  # a call was taken: the next answer sets the next deadline
-        loop = asyncio.get_running_loop()
+        loop = self._lane.loop
         if self._deadline > loop.time():
             self._timer = loop.call_at(self._deadline, self._expire)
             return
