@@ -125,7 +125,7 @@ class Lane:
             for call in late:
                 call.cancel()
         for connection in list(self.open):
-            connection.abort()
+            connection.abort_unanswered()
 
 
 class _Express(asyncio.Protocol):
@@ -337,6 +337,8 @@ class _Express(asyncio.Protocol):
         if not self._busy:
             self._transport_().close()
 
-    def abort(self) -> None:
-        """Close now, whatever is in flight."""
-        self._transport_().abort()
+    def abort_unanswered(self) -> None:
+        """Close now if the call in flight was cancelled; one that answered is closing."""
+        transport = self._transport_()
+        if not transport.is_closing():
+            transport.abort()

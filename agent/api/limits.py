@@ -255,6 +255,8 @@ async def serving(
         yield gate
     finally:
         # Stop accepting and finish in-flight requests before anything below closes.
+        # The lane's calls, then aiohttp's, each within SHUTDOWN_TIMEOUT: 20 s at most,
+        # inside the unit's TimeoutStopSec=30s.
         for site in sites:
             await site.stop()
         await lane.close(SHUTDOWN_TIMEOUT)
