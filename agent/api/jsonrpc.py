@@ -224,8 +224,8 @@ async def answer(app: web.Application, raw: bytes) -> bytes | None:
             return encode(_error(None, INVALID_REQUEST, "Invalid Request", "empty batch"))
         answers = [a for r in payload if (a := await _call(app, r)) is not None]
         return encode(answers) if answers else None
-    answer_ = await _call(app, payload)
-    return encode(answer_) if answer_ is not None else None
+    single = await _call(app, payload)
+    return encode(single) if single is not None else None
 
 
 async def handle(request: web.Request) -> web.Response:
