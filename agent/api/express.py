@@ -89,15 +89,22 @@ def body_length(head: bytes) -> int | None:
 
 
 class Lane:
-    """The express lane of one application: its connections and the calls in flight."""
+    """The express lane of one application: its connections and the calls in flight.
 
-    def __init__(self, app: web.Application, header_timeout: float) -> None:
+    ``async with`` it around the listeners' life: leaving it closes idle
+    connections and gives calls in flight ``shutdown_timeout`` to answer.
+    """
+
+    def __init__(
+        self, app: web.Application, header_timeout: float, shutdown_timeout: float
+    ) -> None:
         # Python 3.11's get_running_loop() costs a getpid(2) a call: looked up once.
         self.loop = asyncio.get_running_loop()
         self.app = app
         self.access = app[ACCESS]
         self.meters = app[METERS]
         self.header_timeout = header_timeout
+        self.shutdown_timeout = shutdown_timeout
         self.keep_alive = b"Keep-Alive: timeout=%d\r\n" % keep_alive_seconds(header_timeout)
         self.open: set[_Express] = set()
         self.calls: set[asyncio.Task[None]] = set()
@@ -114,6 +121,14 @@ class Lane:
         if self._date[0] != now:
             self._date = (now, b"Date: %s\r\n" % formatdate(now, usegmt=True).encode())
         return self._date[1]
+
+    async def __aenter__(self) -> Lane:
+        """The lane, taking connections once a listener hands them to ``wrap``'s protocol."""
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        """Finish the calls in flight (see ``close``)."""
+        await self.close(self.shutdown_timeout)
 
     async def close(self, timeout: float) -> None:
         """Close idle connections; give calls in flight ``timeout`` to answer, then cancel them."""

@@ -246,20 +246,21 @@ async def serving(
     await runner.setup()
     gate = Gate(limits)
     outbox = Outbox(asyncio.get_running_loop())
-    lane = Lane(app, limits.header_timeout)
     sites: list[GatedSite] = []
+    # Stop accepting, then finish in-flight requests -- the lane's calls, then aiohttp's,
+    # each within SHUTDOWN_TIMEOUT (20 s at most, inside the unit's TimeoutStopSec=30s)
+    # -- before anything below closes.
     try:
-        for listener in listeners:
-            sites.append(site := GatedSite(runner, listener, gate, outbox, lane))
-            await site.start()
-        yield gate
+        async with Lane(app, limits.header_timeout, SHUTDOWN_TIMEOUT) as lane:
+            try:
+                for listener in listeners:
+                    sites.append(site := GatedSite(runner, listener, gate, outbox, lane))
+                    await site.start()
+                yield gate
+            finally:
+                for site in sites:
+                    await site.stop()
     finally:
-        # Stop accepting and finish in-flight requests before anything below closes.
-        # The lane's calls, then aiohttp's, each within SHUTDOWN_TIMEOUT: 20 s at most,
-        # inside the unit's TimeoutStopSec=30s.
-        for site in sites:
-            await site.stop()
-        await lane.close(SHUTDOWN_TIMEOUT)
         await runner.cleanup()
 
 
