@@ -113,6 +113,12 @@ class Meters:
             ["endpoint", "method", "status"],
             registry=r,
         )
+        self.handovers = Counter(
+            PREFIX + "http_handovers",
+            "Connections the express lane handed to aiohttp: a request other than Jenkins' "
+            "plain POST / (REST, the status page, HTTP/1.0, a chunked body, a bad header).",
+            registry=r,
+        )
         self.http_seconds = Histogram(
             PREFIX + "http_request_duration_seconds",
             "How long HTTP requests took to answer, by endpoint (streams: until they ended).",

@@ -297,6 +297,7 @@ class _Express(asyncio.Protocol):
         """aiohttp takes the connection from this request on."""
         self._stop_timer()
         self._lane.open.discard(self)
+        self._lane.meters.handovers.inc()
         inner = self._inner = self._factory()
         transport = self._transport_()
         inner.connection_made(transport)

@@ -20,6 +20,7 @@ import pytest
 from agent.model import Code
 from tests.agentproc import AgentProcess, running_agent
 from tests.fakes.jsonrpc4j import check_envelope, check_result
+from tests.support.scrape import Scrape
 
 HEADER_TIMEOUT = 1.5
 BODY_TIMEOUT = 1.0
@@ -87,6 +88,11 @@ class Reader:
             return True
 
 
+def handovers(agent: AgentProcess) -> float:
+    """Connections handed to aiohttp so far -- this scrape's own among them."""
+    return Scrape(agent).value("resource_agent_http_handovers_total")
+
+
 def connect(agent: AgentProcess) -> Reader:
     return Reader(socket.create_connection((agent.host, agent.port), timeout=10))
 
@@ -99,6 +105,7 @@ def result_of(answer: tuple[bytes, dict[bytes, bytes], bytes], id_: Any) -> Any:
 
 
 def test_pipelined_calls_are_answered_in_order(agent: AgentProcess) -> None:
+    before = handovers(agent)
     conn = connect(agent)
     conn.sock.sendall(
         post(call("Reserve", 1, resource="e-0", timeout=30))
@@ -115,6 +122,8 @@ def test_pipelined_calls_are_answered_in_order(agent: AgentProcess) -> None:
     conn.sock.sendall(post(call("Release", 5, resource="e-1", key=third.key)))
     assert result_of(conn.answer(), 4).ok and result_of(conn.answer(), 5).ok
     conn.sock.close()
+    # The lane answered them all: the one connection handed over since is the scrape's.
+    assert handovers(agent) == before + 1
 
 
 def test_a_call_in_pieces_is_answered_and_the_connection_kept(agent: AgentProcess) -> None:
@@ -156,6 +165,7 @@ def test_other_requests_hand_the_connection_to_aiohttp(agent: AgentProcess) -> N
     conn = connect(agent)
     conn.sock.sendall(post(call("Reserve", 10, resource="e-4", timeout=30)))
     key = result_of(conn.answer(), 10).key
+    before = handovers(agent)
     # REST on the same connection, then JSON-RPC again: from here on aiohttp answers.
     conn.sock.sendall(b"GET /api/resources/e-4 HTTP/1.1\r\nHost: agent\r\n\r\n")
     status, _, body = conn.answer()
@@ -163,6 +173,7 @@ def test_other_requests_hand_the_connection_to_aiohttp(agent: AgentProcess) -> N
     conn.sock.sendall(post(call("Release", 11, resource="e-4", key=key)))
     assert result_of(conn.answer(), 11).ok
     conn.sock.close()
+    assert handovers(agent) == before + 2  # this connection, once, and the scrape
 
 
 @pytest.mark.parametrize(
@@ -201,10 +212,12 @@ def test_what_the_lane_does_not_take_aiohttp_answers(
         "a header line over 8 KiB": post(body, b"X-Big: " + b"b" * 9000),
         "12 KiB of header lines": post(body, *(b"X-%d: %s" % (i, b"b" * 4000) for i in range(3))),
     }[shape]
+    before = handovers(agent)
     conn = connect(agent)
     conn.sock.sendall(request)
     answer = conn.answer()
     assert answer[0] == status, answer
+    assert handovers(agent) == before + 2  # this one and the scrape: aiohttp answered
     if shape == "expect 100-continue":
         answer = conn.answer()  # the answer proper follows
     if answer[0].endswith(b"200 OK"):
