@@ -47,11 +47,15 @@ def chromium(width: int = 1280, height: int = 900) -> Iterator[webdriver.Chrome]
         driver, group = _start(width, height)
         try:
             driver.get("data:text/html,<p>ready</p>")
-            break
         except TimeoutException:
             _stop(driver, group)
             if attempt == STARTS:
                 raise
+            continue
+        except BaseException:
+            _stop(driver, group)
+            raise
+        break
     try:
         yield driver
     finally:
