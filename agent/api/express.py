@@ -49,6 +49,7 @@ MAX_FIELDS = 128
 _REQUEST_LINE = b"POST / HTTP/1.1"
 # RFC 9110: a field name is a token; a value visible characters, spaces and tabs.
 _FIELD = re.compile(rb"([!#$%&'*+\-.^_`|~0-9A-Za-z]+):([\t\x20-\x7e\x80-\xff]*)")
+_SERVER = b"Server: %s\r\n" % SERVER_SOFTWARE.encode()  # as aiohttp's answers name it
 _AIOHTTPS = frozenset({b"transfer-encoding", b"content-encoding", b"expect", b"upgrade"})
 
 
@@ -279,8 +280,7 @@ class _Express(asyncio.Protocol):
         close = close or lane.closing
         length = b"Content-Length: %d\r\n" % len(body) if status != 204 else b""
         alive = lane.keep_alive if not close else b""
-        server = b"Server: %s\r\n" % SERVER_SOFTWARE.encode()
-        transport.write(head + length + lane.date() + server + alive + b"\r\n" + body)
+        transport.write(head + length + lane.date() + _SERVER + alive + b"\r\n" + body)
         tally(lane.meters, "/", "POST", status, started)
         if close or transport.is_closing():
             transport.close()
