@@ -24,9 +24,15 @@ steady clock holds run out by) and meters (the metric families every layer count
 are shared helpers below all of them.
 """
 
-from importlib.metadata import PackageNotFoundError, version
 
-try:
-    __version__ = version("resource-agent")
-except PackageNotFoundError:  # run from a checkout that pip never installed
-    __version__ = "0+unknown"
+def __getattr__(name: str) -> str:
+    # ``__version__`` on first use: importlib.metadata costs 60 ms at every start, and
+    # the store's writer process (agent/store_writer.py) starts with this package too.
+    if name != "__version__":
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("resource-agent")
+    except PackageNotFoundError:  # run from a checkout that pip never installed
+        return "0+unknown"
