@@ -59,11 +59,11 @@ async def build_core(
     whether a lock on ``res`` is provisioned and torn down. ``sinks`` hear every
     event from the first on, each commit's together, the expiries of the time
     the agent was down included (the audit trail). ``observe_commit(seconds)``: how
-    long each commit took (called on the writer thread).
+    long each commit took (called on the event loop).
     StateLocked (a StoreError): another agent runs on ``state_dir``.
     """
-    with StateLock(state_dir):
-        store = Store(state_dir / STATE_FILE, time.time, observe_commit)
+    with StateLock(state_dir) as lock:
+        store = Store(state_dir / STATE_FILE, time.time, observe_commit, keep_fds=[lock.fileno()])
         try:
             now, wall = _clock(store) if clock is None else (clock, agent_clock.as_is)
             store.clock = now

@@ -5,7 +5,7 @@ phase included); ``hold_log`` is the append-only log of every audited change
 (agent/actions.py): the holds, renewals, enabling, disabling and quarantine,
 each with who asked (address and token name; NULL: the agent itself). Its
 name is older than the other changes in it. Rows are built on the event
-loop's thread, once, so the writer thread only executes.
+loop, once, so the writer (agent/store_writer.py) only executes.
 """
 
 from __future__ import annotations
@@ -13,8 +13,7 @@ from __future__ import annotations
 import json
 import sqlite3
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from agent.actions import action_of, detail_of, holder_of
 from agent.model import (
@@ -171,15 +170,13 @@ def migrate(conn: sqlite3.Connection) -> None:
     conn.execute(NAME_OLD_ACTIONS, OLD_ACTION_NAMES)
 
 
-@dataclass(frozen=True, slots=True)
-class Rows:
-    """A write, ready for the writer thread: snapshots, log lines, ids to delete, and the
-    events it was made from (for whoever hears of the commit)."""
+class Rows(NamedTuple):
+    """A write, ready for the writer (a tuple: it crosses to the writer's process as
+    one): snapshots by id, log lines, ids to delete."""
 
     resources: dict[str, tuple[Any, ...]]
     log: list[tuple[Any, ...]]
     removed: frozenset[str] = frozenset()
-    events: Sequence[Event] = ()
 
 
 # Metadata as JSON, by the mapping it was made from. A resource keeps its mapping from
@@ -275,7 +272,7 @@ def rows(events: Sequence[Event], now: float) -> Rows:
             continue
         removed.discard(rid)
         resources[rid] = resource_row(event.resource)  # the last snapshot wins
-    return Rows(resources, lines, frozenset(removed), events)
+    return Rows(resources, lines, frozenset(removed))
 
 
 def _log_row(event: Event, action: Action, now: float) -> tuple[Any, ...]:

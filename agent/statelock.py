@@ -16,11 +16,13 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
+import time
 from pathlib import Path
 
 from agent.store_errors import StoreError
 
 LOCK_FILE = "agent.lock"
+LINGER = 5.0  # seconds a dead agent's writer process may hold the lock on its way out
 
 
 class StateLocked(StoreError):
@@ -33,6 +35,32 @@ def _pid_in(fd: int) -> int | None:
     except (OSError, UnicodeDecodeError):
         return None
     return int(text) if text.isdigit() else None
+
+
+def _gone(pid: int | None) -> bool:
+    """Whether ``pid`` names a process that no longer runs."""
+    if pid is None:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except OSError:
+        return False
+    return False
+
+
+def _lock(fd: int) -> None:
+    """Take the lock, waiting while its holder is the writer of an agent that died."""
+    deadline = time.monotonic() + LINGER
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return
+        except BlockingIOError:
+            if not _gone(_pid_in(fd)) or time.monotonic() > deadline:
+                raise
+        time.sleep(0.01)
 
 
 def _who(fd: int) -> str:
@@ -55,7 +83,7 @@ class StateLock:
         except OSError as exc:
             raise StoreError(f"cannot use the state directory {self.state_dir}: {exc}") from exc
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            _lock(fd)
         except BlockingIOError:
             who = _who(fd)
             os.close(fd)
@@ -70,6 +98,11 @@ class StateLock:
         os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
         self._fd = fd
         return self
+
+    def fileno(self) -> int:
+        """The locked descriptor (for a process that must hold the lock too)."""
+        assert self._fd is not None, "not locked"
+        return self._fd
 
     def __exit__(self, *exc: object) -> None:
         if self._fd is not None:

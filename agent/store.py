@@ -1,49 +1,42 @@
 """Durable state in SQLite: every resource as its latest snapshot, plus a log of changes.
 
-One writer thread owns the connection and commits in groups: it takes every
-change queued while the previous commit was on disk and commits them together,
-so 32 clients cost one fsync rather than 32, and the event loop never waits on
-the disk. A change's future resolves only after its group is committed; the
-caller answers the client after that. The queue is FIFO, so a change is never
-acknowledged before a change it depended on. The one listener ``on_commit``
-names hears each group once, on the event loop, before any of its futures
-resolves: one wake-up of the loop and one call per group, not per change.
+The agent reads the database at start on a connection of its own; from then
+on every write goes to the writer, a process of its own (agent/store_writer.py
+says why and how it commits in groups). A change's future resolves only after
+its group is committed; the caller answers the client after that. Entries are
+sent in the order they were queued, so a change is never acknowledged before a
+change it depended on. What one turn of the event loop queues goes out in one
+frame. The one listener ``on_commit`` names hears each group once, on the
+event loop, before any of its futures resolves.
 
-A write that cannot be committed (a full or read-only disk, an I/O error)
-fails with ``CommitFailed``, and so does every write queued after it in the
-same *generation*: they were built on a state that may not have reached the
-disk. A failure after SQLite may have written the commit (a failed fsync) is
-marked uncertain (agent/store_errors.py), and so is every write of a group
-whose commit failed so, unless it is then committed alone.
-The owner of that state (the authority) rolls it back to what is on disk and
-calls ``reset``; writes of the new generation are tried again. While writes
-fail, ``problem`` says why, and the writer tries a small write every
-``PROBE_EVERY`` seconds, so the problem clears once the disk takes writes
-again even if nobody changes anything.
+A write that cannot be committed fails with ``CommitFailed`` (see the writer
+for which writes fail with it, and when they are *uncertain*). The owner of
+that state (the authority) rolls it back to what is on disk and calls
+``reset``; writes of the new generation are tried again. While writes fail,
+``problem`` says why. If the writer process itself dies, what it had not
+answered is uncertain, and a new writer is started.
 
-Rows are built on the caller's thread and a group is written with two
-``executemany`` calls (snapshots, then log lines): each separate SQLite call
-would hand the GIL back and forth with the event loop, and those hand-offs,
-not the disk, are what limits a Python writer thread.
+Rows are built on the event loop, once, so the writer only executes.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
 import logging
-import queue
+import os
+import pickle
 import sqlite3
-import threading
-import time
+import subprocess
+import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, NamedTuple, TypeVar
+from typing import Any, TypeVar, cast
 
 from agent import records
 from agent.model import ActionEntry, Event, HistoryEntry, Resource
-from agent.store_errors import CommitFailed, CommitUncertain, StoreError, commit, explain
+from agent.store_errors import CommitFailed, StoreError
+from agent.store_writer import PROBE_EVERY, Done, Problem, frame, unframe
 
 log = logging.getLogger(__name__)
 
@@ -51,49 +44,47 @@ T = TypeVar("T")
 # A group's writes as on_commit hears them: each one's events, and why it failed (None: on disk).
 Committed = list[tuple[Sequence[Event], BaseException | None]]
 
-PROBE_EVERY = 1.0  # seconds between test writes while the disk refuses writes
-# Groups between checkpoints of the WAL into the database. SQLite's own, run
-# inside COMMIT, would fail a COMMIT that is on disk when the checkpoint fails.
-CHECKPOINT_EVERY = 128
-
-
-class _Entry(NamedTuple):
-    item: Any  # records.Rows (a write) or a callable (a call)
-    future: asyncio.Future[Any]
-    generation: int
-
-
-_STOP = object()
+# How the writer process is started: -c, not -m, so that the classes it unpickles
+# are the ones its code checks against (under -m its module would be __main__);
+# -P, so that the directory it starts in is not where it imports from. It imports
+# from where the agent does (PYTHONPATH: the agent's sys.path), for the calls it runs.
+WRITER = ("-P", "-c", "from agent.store_writer import serve; serve()")
 
 
 class Store:
-    """The SQLite database in the state directory, written by one thread."""
+    """The SQLite database in the state directory, written by the writer process."""
 
     def __init__(
         self,
         path: Path,
         clock: Callable[[], float],
         observe_commit: Callable[[float], None] | None = None,
+        keep_fds: Sequence[int] = (),
     ) -> None:
         # clock: what log lines are stamped with (build_core gives it the agent's clock once
         # it has read its anchor from here); observe_commit(seconds): each group's commit
-        # time, on the writer thread (metrics).
+        # time, on the event loop (metrics); keep_fds: descriptors the writer holds too
+        # (the state lock: no other agent starts while a writer of this one lives).
         self.path = path
         self.clock = clock
         self._observe_commit = observe_commit
-        self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
-        self._thread: threading.Thread | None = None
+        self._keep_fds = tuple(keep_fds)
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._link: _Link | None = None
         self._closed = False
         self._listener: Callable[[Committed], None] | None = None
-        self.generation = 0  # the event loop's; see reset()
-        self._failed_generation = -1  # the writer thread's: writes up to it fail
-        self._failure = ""
+        self.generation = 0  # see reset()
         self._problem: str | None = None
-        self._groups = 0  # committed since the last checkpoint
+        self._seq = 0
+        self._outbox: list[tuple[int, int, Any]] = []  # queued, not sent yet
+        # Sent or queued, by seq: the future, the generation, the events (None: a call).
+        self._pending: dict[int, tuple[asyncio.Future[Any], int, Sequence[Event] | None]] = {}
+        self._respawn: asyncio.TimerHandle | None = None
+        self._spawning: asyncio.Future[None] | None = None  # a new writer on its way
+        self._born = 0.0  # when the writer was started (loop time)
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            self._conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+            self._conn: sqlite3.Connection | None = sqlite3.connect(path, isolation_level=None)
             self._conn.row_factory = sqlite3.Row
             self._conn.execute("PRAGMA journal_mode=WAL")
             self._conn.execute("PRAGMA synchronous=FULL")
@@ -102,10 +93,14 @@ class Store:
         except (OSError, sqlite3.Error) as exc:
             raise StoreError(f"cannot open the state database {path}: {exc}") from exc
 
+    def _reader(self) -> sqlite3.Connection:
+        assert self._conn is not None, "read before Store.start()"
+        return self._conn
+
     def load(self) -> list[Resource]:
         """Every stored resource with its hold. Call before ``start``."""
         try:
-            rows = self._conn.execute("SELECT * FROM resources ORDER BY id").fetchall()
+            rows = self._reader().execute("SELECT * FROM resources ORDER BY id").fetchall()
             return [records.row_resource(r) for r in rows]
         except (sqlite3.Error, ValueError, TypeError) as exc:
             # A damaged file, or one written by a newer agent (a kind this one lacks).
@@ -113,18 +108,19 @@ class Store:
 
     def read_meta(self, name: str) -> str | None:
         """A value of the ``meta`` table, or None. Call before ``start``."""
-        row = self._conn.execute("SELECT value FROM meta WHERE name=?", (name,)).fetchone()
+        row = self._reader().execute("SELECT value FROM meta WHERE name=?", (name,)).fetchone()
         return None if row is None else str(row[0])
 
     def latest_time(self) -> float | None:
         """When the last logged change was made (None: never). Call before ``start``."""
-        row = self._conn.execute("SELECT at FROM hold_log ORDER BY seq DESC LIMIT 1").fetchone()
+        sql = "SELECT at FROM hold_log ORDER BY seq DESC LIMIT 1"
+        row = self._reader().execute(sql).fetchone()
         return None if row is None else float(row[0])
 
     def write_meta(self, name: str, value: str) -> None:
         """Set a value of the ``meta`` table, durably. Call before ``start``."""
         try:
-            self._conn.execute(records.SET_META, (name, value))
+            self._reader().execute(records.SET_META, (name, value))
         except sqlite3.Error as exc:
             raise StoreError(f"cannot write the state database {self.path}: {exc}") from exc
 
@@ -134,17 +130,19 @@ class Store:
         return self._problem
 
     async def __aenter__(self) -> Store:
-        self.start()
+        await self.start()
         return self
 
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
 
-    def start(self) -> None:
-        """Start the writer thread; futures resolve on the running loop."""
+    async def start(self) -> None:
+        """Start the writer; futures resolve on the running loop."""
         self._loop = asyncio.get_running_loop()
-        self._thread = threading.Thread(target=self._run, name="store-writer", daemon=True)
-        self._thread.start()
+        if self._conn is not None:
+            self._conn.close()  # from now on the writer's is the only connection
+            self._conn = None
+        await self._spawn()
 
     def on_commit(self, listener: Callable[[Committed], None]) -> None:
         """Have ``listener`` hear each group's writes, in commit order, before they resolve."""
@@ -152,11 +150,18 @@ class Store:
 
     def write(self, events: Sequence[Event]) -> asyncio.Future[None]:
         """Queue events to be committed; the future resolves once they are on disk."""
-        return self._submit(records.rows(events, self.clock()))
+        return self._submit(records.rows(events, self.clock()), events)
 
     def call(self, fn: Callable[[sqlite3.Connection], T]) -> asyncio.Future[T]:
-        """Run ``fn`` on the writer thread, in order with the writes."""
-        return self._submit(fn)
+        """Run ``fn`` in the writer, in order with the writes. It crosses to the writer's
+        process, so it must pickle: a module's function, or a ``functools.partial`` of one."""
+        try:
+            pickle.dumps(fn)
+        except Exception as exc:
+            future: asyncio.Future[T] = self._future()
+            future.set_exception(StoreError(f"a store call must pickle: {exc}"))
+            return future
+        return self._submit(fn, None)
 
     def reset(self) -> None:
         """The state later writes are built on no longer includes the failed ones: try them."""
@@ -173,217 +178,153 @@ class Store:
     async def close(self) -> None:
         """Commit what is queued, stop the writer and close the database."""
         self._closed = True
-        if self._thread is not None:
-            self._queue.put(_STOP)
-            await asyncio.to_thread(self._thread.join)
-            self._thread = None
-        self._conn.close()
+        if self._respawn is not None:
+            self._respawn.cancel()
+            self._respawn = None
+        if self._spawning is not None:
+            await self._spawning
+        link = self._link
+        if link is not None:
+            self._send()
+            link.stdin().close()  # the end of its input: it commits what it read and exits
+            await link.gone
+        self._fail_all(StoreError(f"the state database {self.path} is closed"))
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
 
-    def _submit(self, item: Any) -> asyncio.Future[Any]:
-        assert self._loop is not None, "Store.start() was not called"
-        future: asyncio.Future[Any] = self._loop.create_future()
+    # ----------------------------------------------------------- to the writer
+
+    def _future(self) -> asyncio.Future[Any]:
+        assert self._loop is not None, "Store.start() was not awaited"
+        return self._loop.create_future()
+
+    def _submit(self, item: Any, events: Sequence[Event] | None) -> asyncio.Future[Any]:
+        future = self._future()
         if self._closed:
-            # Nobody would ever take it from the queue: fail now, not hang.
+            # Nobody would ever take it: fail now, not hang.
             future.set_exception(StoreError(f"the state database {self.path} is closed"))
-        else:
-            self._queue.put(_Entry(item, future, self.generation))
+            return future
+        self._seq += 1
+        self._pending[self._seq] = (future, self.generation, events)
+        if not self._outbox and self._link is not None:
+            self._loop.call_soon(self._send)  # type: ignore[union-attr]
+        self._outbox.append((self._seq, self.generation, item))
         return future
 
-    # ------------------------------------------------------- the writer thread
+    def _send(self) -> None:
+        """Everything queued in this turn of the loop, in one frame."""
+        if self._outbox and self._link is not None:
+            self._link.stdin().write(frame(self._outbox))
+            self._outbox = []
 
-    def _run(self) -> None:
-        stop = False
-        while not stop:
-            try:
-                first = self._queue.get(timeout=PROBE_EVERY if self._problem else None)
-            except queue.Empty:
-                self._probe()
-                continue
-            batch = [first]
-            while True:
-                try:
-                    batch.append(self._queue.get_nowait())
-                except queue.Empty:
-                    break
-            if _STOP in batch:
-                stop = True
-                batch = [entry for entry in batch if entry is not _STOP]
-            if batch:
-                self._commit(batch)
-
-    def _commit(self, batch: list[_Entry]) -> None:
-        started = time.perf_counter()
-        doomed = [self._doomed(entry) for entry in batch]
-        tried = [entry for entry, fails in zip(batch, doomed, strict=True) if not fails]
-        whole = False  # the group committed as one
-        try:
-            done = dict(zip(map(id, tried), self._transaction(tried), strict=True))
-        except Exception as exc:
-            # One at a time, in order: what came before a failed write is saved,
-            # what came after it in its generation is not (it may depend on it).
-            # If the group may be on disk, so may each write that then fails alone.
-            uncertain = isinstance(exc, CommitUncertain)
-            done = {id(entry): self._commit_alone(entry, uncertain) for entry in tried}
-        else:
-            self._writable(tried)
-            whole = True
-        results = [
-            self._failed(entry, self._failure) if fails else done[id(entry)]
-            for entry, fails in zip(batch, doomed, strict=True)
-        ]
-        if self._observe_commit is not None:
-            self._observe_commit(time.perf_counter() - started)
+    async def _spawn(self) -> None:
         assert self._loop is not None
-        writes: Committed = [
-            (entry.item.events, result[2])
-            for entry, result in zip(batch, results, strict=True)
-            if isinstance(entry.item, records.Rows)
-        ]
-        self._loop.call_soon_threadsafe(self._resolve, writes, results)
-        if whole:  # after the answers are on their way: they need not wait for the copy
-            self._checkpoint()
-
-    def _resolve(self, writes: Committed, results: list[Any]) -> None:
+        self._respawn = None
         try:
+            _, link = await self._loop.subprocess_exec(
+                functools.partial(_Link, self),
+                sys.executable, *WRITER, str(self.path), str(os.getpid()),
+                stdin=subprocess.PIPE, stdout=subprocess.PIPE, pass_fds=self._keep_fds,
+                env={**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)},
+            )  # fmt: skip
+        except OSError as exc:
+            self._problem = f"cannot start the store's writer process: {exc}"
+            log.error("%s; trying again in %.0f s", self._problem, PROBE_EVERY)
+            self._respawn = self._loop.call_later(PROBE_EVERY, self._start_again)
+            return
+        self._link = link
+        self._born = self._loop.time()
+        self._send()
+
+    def _start_again(self) -> None:
+        self._respawn = None
+        if not self._closed:
+            self._spawning = asyncio.ensure_future(self._spawn())
+
+    # --------------------------------------------------------- from the writer
+
+    def _heard(self, message: Done | Problem) -> None:
+        for level, text in message.logs:
+            log.log(level, "%s", text)
+        self._problem = message.problem
+        if isinstance(message, Done):
+            if self._observe_commit is not None:
+                self._observe_commit(message.seconds)
+            self._finish(message.results)
+
+    def _finish(self, results: Sequence[tuple[int, Any, BaseException | None]]) -> None:
+        """A group's outcome: the listener hears its writes, then each future resolves."""
+        done = [(self._pending.pop(seq), value, exc) for seq, value, exc in results]
+        try:
+            writes: Committed = [(entry[2], exc) for entry, _, exc in done if entry[2] is not None]
             if self._listener is not None and writes:
                 self._listener(writes)
         finally:
-            _resolve_all(results)
-
-    def _doomed(self, entry: _Entry) -> bool:
-        """A write queued after a failed one of its generation: it is not tried."""
-        return isinstance(entry.item, records.Rows) and entry.generation <= self._failed_generation
-
-    def _commit_alone(self, entry: _Entry, uncertain: bool) -> tuple[Any, ...]:
-        if self._doomed(entry):
-            return self._failed(entry, self._failure, uncertain)
-        try:
-            (result,) = self._transaction([entry])
-        except Exception as exc:
-            # Not only sqlite3.Error: binding a value SQLite can't take (a str
-            # with a lone surrogate, an int over 64 bits) raises others, and
-            # the writer thread must outlive any one bad change.
-            known = self._problem is not None  # this spell of trouble was logged already
-            reason = self._explain(exc)
-            log.log(logging.DEBUG if known else logging.ERROR, "cannot save a change: %s", reason)
-            uncertain = uncertain or isinstance(exc, CommitUncertain)
-            if isinstance(entry.item, records.Rows):
-                self._failed_generation = max(self._failed_generation, entry.generation)
-                self._failure = f"{reason}; a change queued before this one was not saved"
-            return self._failed(entry, reason, uncertain)
-        self._writable([entry])
-        return result
-
-    def _failed(self, entry: _Entry, reason: str, uncertain: bool = False) -> tuple[Any, ...]:
-        error = CommitFailed(reason, entry.generation, uncertain=uncertain)
-        return (entry.future, None, error)
-
-    def _writable(self, entries: list[_Entry]) -> None:
-        """A write was committed: whatever kept the disk from taking writes is over."""
-        if self._problem is not None and any(isinstance(e.item, records.Rows) for e in entries):
-            self._recovered()
-
-    def _probe(self) -> None:
-        """A small write while writes fail: the disk may take them again."""
-        try:
-            self._conn.execute("BEGIN IMMEDIATE")
-            self._conn.execute(records.SET_META, ("probe", repr(self.clock())))
-            self._conn.execute("COMMIT")
-        except sqlite3.Error:
-            _roll_back(self._conn)
-            return
-        self._recovered()
-
-    def _recovered(self) -> None:
-        log.warning("the state directory %s takes writes again", self.path.parent)
-        self._problem = None
-
-    def _explain(self, exc: Exception) -> str:
-        """Why a commit failed, naming the state directory; disk trouble stays in ``problem``."""
-        reason = explain(exc, self.path.parent)
-        if isinstance(exc, sqlite3.Error | OSError | CommitUncertain):
-            self._problem = reason
-        return reason
-
-    def _checkpoint(self) -> None:
-        """Copy the WAL into the database now and then, and after every group until it
-        is all copied: only then does SQLite write the WAL from its start again, and a
-        WAL never copied back grows until the disk is full. A failure loses nothing."""
-        self._groups += 1
-        if self._groups < CHECKPOINT_EVERY:
-            return
-        try:
-            busy, frames, copied = self._conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
-        except sqlite3.Error as exc:
-            log.debug("cannot checkpoint the state database %s yet: %s", self.path, exc)
-            return
-        if not busy and copied == frames:
-            self._groups = 0
-
-    def _transaction(self, batch: list[_Entry]) -> list[tuple[Any, ...]]:
-        conn = self._conn
-        results: list[tuple[Any, ...]] = []
-        resources: dict[str, tuple[Any, ...]] = {}
-        lines: list[tuple[Any, ...]] = []
-        removed: set[str] = set()
-        try:
-            conn.execute("BEGIN IMMEDIATE")
-            for item, future, _ in batch:
-                if isinstance(item, records.Rows):
-                    for rid in item.removed:
-                        resources.pop(rid, None)
-                    removed = (removed - item.resources.keys()) | item.removed
-                    resources.update(item.resources)
-                    lines.extend(item.log)
-                    results.append((future, None, None))
+            for (future, _, _), value, exc in done:
+                if future.cancelled():
                     continue
-                # A read or other call sees every write queued before it.
-                self._flush(resources, lines, removed)
-                # A savepoint, so a call that fails leaves none of its writes.
-                conn.execute("SAVEPOINT call")
-                try:
-                    results.append((future, item(conn), None))
-                except Exception as exc:
-                    conn.execute("ROLLBACK TO call")
-                    results.append((future, None, exc))
-                conn.execute("RELEASE call")
-            self._flush(resources, lines, removed)
-            commit(conn)
-        except BaseException:
-            _roll_back(conn)
-            raise
-        return results
+                if exc is not None:
+                    future.set_exception(exc)
+                else:
+                    future.set_result(value)
 
-    def _flush(
-        self,
-        resources: dict[str, tuple[Any, ...]],
-        lines: list[tuple[Any, ...]],
-        removed: set[str],
-    ) -> None:
-        if removed:
-            self._conn.executemany(records.DELETE_RESOURCE, [(rid,) for rid in removed])
-            removed.clear()
-        if resources:
-            self._conn.executemany(records.UPSERT_RESOURCE, resources.values())
-            resources.clear()
-        if lines:
-            self._conn.executemany(records.INSERT_LOG, lines)
-            lines.clear()
+    def _lost(self, link: _Link, code: int | None) -> None:
+        """The writer exited: at the end of its input, or died (then another is started)."""
+        if link is not self._link:
+            return
+        self._link = None
+        if self._closed:
+            return
+        # What it was sent and did not answer may be on disk or not; what was not sent
+        # yet is built on that, so it is not tried either (the owner rolls back).
+        reason = f"the store's writer process exited (code {code}) before it answered"
+        self._problem = reason  # until a new writer says it runs
+        self._outbox = []
+        self._fail_all(None, reason)
+        assert self._loop is not None
+        # One that dies at once (it cannot even start) is not started again at once.
+        delay = PROBE_EVERY if self._loop.time() - self._born < PROBE_EVERY else 0.0
+        log.error("%s; starting another in %.0f s", reason, delay)
+        self._respawn = self._loop.call_later(delay, self._start_again)
 
-
-def _roll_back(conn: sqlite3.Connection) -> None:
-    # After an I/O error SQLite may have rolled back already, or fail to: either way
-    # the connection must leave the transaction, or no later one could begin.
-    if conn.in_transaction:
-        with contextlib.suppress(sqlite3.Error):
-            conn.execute("ROLLBACK")
+    def _fail_all(self, error: BaseException | None, reason: str = "") -> None:
+        """Fail every write and call not answered (``error``, or an uncertain CommitFailed)."""
+        self._finish(
+            [
+                (seq, None, error or CommitFailed(reason, generation, uncertain=True))
+                for seq, (_, generation, _) in list(self._pending.items())
+            ]
+        )
 
 
-def _resolve_all(results: list[tuple[Any, ...]]) -> None:
-    for future, value, exc in results:
-        if future.cancelled():
-            continue
-        if exc is not None:
-            future.set_exception(exc)
-        else:
-            future.set_result(value)
+class _Link(asyncio.SubprocessProtocol):
+    """The pipes to the writer process: frames in, and when it has gone."""
+
+    def __init__(self, store: Store) -> None:
+        self._store = store
+        self._buffer = bytearray()
+        self._transport: asyncio.SubprocessTransport | None = None
+        self.gone: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # uvloop's process transport is one in all but its class.
+        self._transport = cast(asyncio.SubprocessTransport, transport)
+
+    def stdin(self) -> asyncio.WriteTransport:
+        assert self._transport is not None
+        return cast(asyncio.WriteTransport, self._transport.get_pipe_transport(0))
+
+    def pipe_data_received(self, fd: int, data: bytes | str) -> None:
+        assert isinstance(data, bytes)
+        self._buffer += data
+        for message in unframe(self._buffer):
+            self._store._heard(message)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        # After the process exited and both pipes closed: every answer has been heard.
+        assert self._transport is not None
+        self._store._lost(self, self._transport.get_returncode())
+        self._transport.close()
+        if not self.gone.done():
+            self.gone.set_result(None)

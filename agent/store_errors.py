@@ -38,6 +38,14 @@ class CommitFailed(StoreError):
         self.generation = generation
         self.uncertain = uncertain
 
+    def __reduce__(self) -> tuple[object, ...]:
+        # It crosses from the writer's process (pickled): keep what __init__ takes.
+        return (_commit_failed, (str(self), self.generation, self.uncertain))
+
+
+def _commit_failed(message: str, generation: int, uncertain: bool) -> CommitFailed:
+    return CommitFailed(message, generation, uncertain=uncertain)
+
 
 class CommitUncertain(Exception):
     """COMMIT itself failed in a way that leaves the change perhaps on disk (``cause``)."""

@@ -40,9 +40,9 @@ def main() -> None:
         AgentProcess(Path(tmp), resources=resources, log_level="warning") as agent,
     ):
         cpu_before = cpu_seconds(agent.pid)
-        own_before = cpu_seconds(os.getpid())
+        own_before = cpu_seconds(os.getpid(), tree=False)
         load = asyncio.run(run_load(agent.host, agent.port, CLIENTS, SECONDS))
-        own = cpu_seconds(os.getpid()) - own_before
+        own = cpu_seconds(os.getpid(), tree=False) - own_before
         cpu = cpu_seconds(agent.pid) - cpu_before
         rss = rss_mib(agent.pid)
     elapsed = load.seconds

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import enum
+import functools
 import json
 import logging
 import secrets
@@ -137,14 +138,7 @@ class Journal:
 
     async def open(self) -> None:
         """Create the tables if this database has none yet."""
-
-        def create(conn: sqlite3.Connection) -> None:
-            # One statement at a time: executescript would commit the writer's transaction.
-            for statement in SCHEMA.split(";"):
-                if statement.strip():
-                    conn.execute(statement)
-
-        await self._store.call(create)
+        await self._store.call(_create)
 
     async def close(self) -> None:
         """Write what is not written yet."""
@@ -168,14 +162,7 @@ class Journal:
         if live is not None:
             return live
 
-        def query(conn: sqlite3.Connection) -> list[tuple[int, str]]:
-            rows = conn.execute(
-                "SELECT seq, line FROM session_lines WHERE session_id = ? ORDER BY seq",
-                (record.id,),
-            )
-            return [(r[0], r[1]) for r in rows]
-
-        kept = await self._store.call(query)
+        kept = await self._store.call(functools.partial(_numbered_lines, sid=record.id))
         live = Live(record, deque((text for _, text in kept), maxlen=MAX_LINES))
         live.seq = kept[-1][0] if kept else 0
         self._live[record.id] = live
@@ -205,15 +192,7 @@ class Journal:
         if live is not None and live.unsaved:
             lines, live.unsaved = live.unsaved, []
 
-        def write(conn: sqlite3.Connection) -> None:
-            conn.execute(
-                "INSERT OR REPLACE INTO sessions VALUES (?,?,?,?,?,?,?,?,?,?)", _row(record)
-            )
-            if lines:
-                _insert_lines(conn, record.id, lines)
-            if prune:
-                _prune(conn)
-
+        write = functools.partial(_save_record, row=_row(record), lines=lines, prune=prune)
         self._background(self._store.call(write))
 
     def _flush_soon(self) -> None:
@@ -225,12 +204,7 @@ class Journal:
         for live in self._live.values():
             live.unsaved = []
         if batches:
-
-            def write(conn: sqlite3.Connection) -> None:
-                for sid, lines in batches.items():
-                    _insert_lines(conn, sid, lines)
-
-            await self._store.call(write)
+            await self._store.call(functools.partial(_save_lines, batches=batches))
 
     def _background(self, future: asyncio.Future[Any]) -> None:
         future.add_done_callback(_log_failure)
@@ -253,20 +227,7 @@ class Journal:
         """Sessions, newest first; ``holder`` matches a holder's url or its id + url."""
         await self._flush()
 
-        def query(conn: sqlite3.Connection) -> list[Record]:
-            sql, args = "SELECT * FROM sessions", []
-            where = []
-            if resource_id is not None:
-                where.append("resource_id = ?")
-                args.append(resource_id)
-            if holder is not None:
-                where.append("(holder_url = ? OR holder_id || holder_url = ?)")
-                args += [holder, holder]
-            if where:
-                sql += " WHERE " + " AND ".join(where)
-            sql += " ORDER BY started DESC LIMIT ?"
-            return [_record(r) for r in conn.execute(sql, (*args, limit))]
-
+        query = functools.partial(_find, resource_id=resource_id, holder=holder, limit=limit)
         found = await self._store.call(query)
         # The in-memory record is newer than the row its write may still be queued for.
         return [self._live[r.id].record if r.id in self._live else r for r in found]
@@ -276,11 +237,7 @@ class Journal:
         if session_id in self._live:
             return self._live[session_id].record
 
-        def query(conn: sqlite3.Connection) -> Record | None:
-            row = conn.execute("SELECT * FROM sessions WHERE id = ?", (session_id,)).fetchone()
-            return None if row is None else _record(row)
-
-        return await self._store.call(query)
+        return await self._store.call(functools.partial(_get, sid=session_id))
 
     async def lines(self, session_id: str) -> list[str]:
         """The session's log as kept."""
@@ -289,14 +246,9 @@ class Journal:
             return list(live.lines)
         await self._flush()
 
-        def query(conn: sqlite3.Connection) -> list[str]:
-            rows = conn.execute(
-                "SELECT line FROM session_lines WHERE session_id = ? ORDER BY seq",
-                (session_id,),
-            )
-            return [r[0] for r in rows]
-
-        return await self._store.call(query)
+        return [text for _, text in await self._store.call(
+            functools.partial(_numbered_lines, sid=session_id)
+        )]  # fmt: skip
 
     async def follow(self, session_id: str) -> AsyncIterator[str]:
         """The log so far, then each new line, until the phase it was in ends."""
@@ -317,6 +269,61 @@ class Journal:
             if live.record.status.phase != phase or live.record.status not in RUNNING:
                 return
             await changed.wait()
+
+
+# What the journal runs in the store's writer (agent/store.py: a call crosses to its
+# process, so it is a module's function, bound with functools.partial).
+
+
+def _create(conn: sqlite3.Connection) -> None:
+    # One statement at a time: executescript would commit the writer's transaction.
+    for statement in SCHEMA.split(";"):
+        if statement.strip():
+            conn.execute(statement)
+
+
+def _numbered_lines(conn: sqlite3.Connection, sid: str) -> list[tuple[int, str]]:
+    rows = conn.execute(
+        "SELECT seq, line FROM session_lines WHERE session_id = ? ORDER BY seq", (sid,)
+    )
+    return [(r[0], r[1]) for r in rows]
+
+
+def _save_record(
+    conn: sqlite3.Connection, row: tuple[Any, ...], lines: list[tuple[int, str]] | None, prune: bool
+) -> None:
+    conn.execute("INSERT OR REPLACE INTO sessions VALUES (?,?,?,?,?,?,?,?,?,?)", row)
+    if lines:
+        _insert_lines(conn, row[0], lines)
+    if prune:
+        _prune(conn)
+
+
+def _save_lines(conn: sqlite3.Connection, batches: dict[str, list[tuple[int, str]]]) -> None:
+    for sid, lines in batches.items():
+        _insert_lines(conn, sid, lines)
+
+
+def _find(
+    conn: sqlite3.Connection, resource_id: str | None, holder: str | None, limit: int
+) -> list[Record]:
+    sql, args = "SELECT * FROM sessions", []
+    where = []
+    if resource_id is not None:
+        where.append("resource_id = ?")
+        args.append(resource_id)
+    if holder is not None:
+        where.append("(holder_url = ? OR holder_id || holder_url = ?)")
+        args += [holder, holder]
+    if where:
+        sql += " WHERE " + " AND ".join(where)
+    sql += " ORDER BY started DESC LIMIT ?"
+    return [_record(r) for r in conn.execute(sql, (*args, limit))]
+
+
+def _get(conn: sqlite3.Connection, sid: str) -> Record | None:
+    row = conn.execute("SELECT * FROM sessions WHERE id = ?", (sid,)).fetchone()
+    return None if row is None else _record(row)
 
 
 def _insert_lines(conn: sqlite3.Connection, sid: str, lines: list[tuple[int, str]]) -> None:

@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import sqlite3
-import threading
 from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -34,6 +33,7 @@ from tests.fakes.adbd import FakeAdbd
 from tests.support.core import core_harness
 from tests.support.holders import BUILD, PERSON, QUEUED
 from tests.support.waiting import until
+from tests.support.writer_gate import Gate
 
 IDENTITY = "resource-agent://test"
 
@@ -339,14 +339,15 @@ async def test_a_lock_is_answered_only_once_its_provisioning_is_on_disk(tmp_path
         core.authority.describe(Description("b1", "Board", Kind.STATIC))
         lock = asyncio.ensure_future(sessions.lock("b1", None, PERSON))
         await until(lambda: core.registry.get("b1").phase is Phase.PROVISIONING)
-        writer = threading.Event()
-        blocked = core.store.call(lambda conn: writer.wait(30))  # the disk is slow now
+        gate = Gate(tmp_path)
+        blocked = gate.hold(core.store)  # the disk is slow now
+        await gate.closed()
         go.touch()
         await until(done.exists)
         await asyncio.sleep(0.5)  # the step has ended: time enough to answer, were it allowed
         assert not lock.done(), "the Lock was answered before its provisioning was saved"
-        writer.set()
-        await blocked
+        gate.open()
+        assert await blocked
         hold = await asyncio.wait_for(lock, 10)
         row = sqlite3.connect(tmp_path / "state" / STATE_FILE).execute(
             "SELECT hold_key, phase FROM resources WHERE id='b1'"

@@ -12,10 +12,13 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
-from agent.statelock import LOCK_FILE
+import pytest
+
+from agent.statelock import LINGER, LOCK_FILE, StateLock, StateLocked
 from tests.agentproc import AgentProcess
 from tests.support.waiting import wait_for
 
@@ -86,3 +89,49 @@ def test_doctor_names_the_agent_running_on_the_state_dir(agent_factory: Any) -> 
     assert str(agent.state_dir) in running["detail"]
     agent.terminate()
     assert state_lock()["detail"] == f"no agent runs on {agent.state_dir}"
+
+
+def _holder_of_the_lock(state_dir: Path, seconds: float) -> subprocess.Popen[bytes]:
+    """A process holding the state lock for ``seconds``, as a dead agent's writer would."""
+    script = (
+        "import fcntl, os, sys, time\n"
+        "fd = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT)\n"
+        "fcntl.flock(fd, fcntl.LOCK_EX)\n"
+        "print('locked', flush=True)\n"
+        "time.sleep(float(sys.argv[2]))\n"
+    )
+    holder = subprocess.Popen(
+        [sys.executable, "-c", script, str(state_dir / LOCK_FILE), str(seconds)],
+        stdout=subprocess.PIPE,
+    )
+    assert holder.stdout is not None and holder.stdout.readline() == b"locked\n"
+    return holder
+
+
+def test_a_dead_agents_writer_delays_a_start_and_a_live_agent_refuses_it(tmp_path: Path) -> None:
+    """The lock names a PID: when it no longer runs, whoever still holds the lock is the
+    writer of that dead agent on its way out (agent/store_writer.py), so a start waits for
+    it; when it runs, another agent is there and a start is refused at once."""
+    state_dir = tmp_path / "state"
+    state_dir.mkdir()
+    finished = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                              check=True, capture_output=True, text=True)  # fmt: skip
+    holder = _holder_of_the_lock(state_dir, 0.5)
+    (state_dir / LOCK_FILE).write_text(finished.stdout)  # a PID that no longer runs
+    started = time.monotonic()
+    with StateLock(state_dir):
+        waited = time.monotonic() - started
+        assert holder.poll() is not None, "taken while the writer still held it"
+    assert 0.2 < waited < LINGER, waited
+    holder.wait()
+
+    holder = _holder_of_the_lock(state_dir, 30)
+    try:
+        (state_dir / LOCK_FILE).write_text(f"{holder.pid}\n")  # a PID that runs
+        started = time.monotonic()
+        with pytest.raises(StateLocked, match=f"PID {holder.pid}"), StateLock(state_dir):
+            pass
+        assert time.monotonic() - started < 0.5  # no wait for a live agent
+    finally:
+        holder.kill()
+        holder.wait()

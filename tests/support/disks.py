@@ -33,6 +33,8 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+from tests.support.procs import children
+
 EXT4_IOC_SHUTDOWN = 0x8004587D  # _IOR('X', 125, __u32)
 EXT4_GOING_FLAGS_NOLOGFLUSH = 2
 # What the agent's SQLite writes and syncs with (and nothing else it does).
@@ -127,20 +129,23 @@ class SmallTmpfs:
 
 @contextlib.contextmanager
 def refused_writes(pid: int, calls: str = FILE_WRITES, error: str = "EROFS") -> Iterator[None]:
-    """While inside, every file write and sync of process ``pid`` (``calls``) fails with
-    ``error``; the process may die inside."""
+    """While inside, every file write and sync of process ``pid`` and its children (the
+    agent's store writer) (``calls``) fails with ``error``; they may die inside."""
+    family = [pid, *children(pid)]
     tracer = subprocess.Popen(
-        ["strace", "-qq", "-f", "-p", str(pid), "-o", "/dev/null", "-e", f"trace={calls}",
-         "-e", f"inject={calls}:error={error}"],
+        ["strace", "-qq", "-f", *(f"-p{p}" for p in family), "-o", "/dev/null",
+         "-e", f"trace={calls}", "-e", f"inject={calls}:error={error}"],
         stdin=subprocess.DEVNULL, stderr=subprocess.PIPE,
     )  # fmt: skip
     try:
-        _wait_traced(pid, tracer)
+        for member in family:
+            _wait_traced(member, tracer)
         yield
     finally:
         tracer.terminate()
         tracer.wait(10)
-        _wait_traced(pid, None)
+        for member in family:
+            _wait_traced(member, None)
 
 
 def _wait_traced(pid: int, tracer: subprocess.Popen[bytes] | None) -> None:

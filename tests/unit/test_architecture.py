@@ -34,6 +34,7 @@ CORE = {
     "agent.refusals",
     "agent.store",
     "agent.store_errors",
+    "agent.store_writer",
     "agent.authority",
     "agent.events",
     "agent.core",

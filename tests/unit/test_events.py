@@ -7,7 +7,6 @@ import asyncio
 import contextlib
 import logging
 import sqlite3
-import threading
 import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -33,6 +32,7 @@ from agent.store import Store
 from tests.support.clock import FakeClock
 from tests.support.core import core_harness
 from tests.support.holders import BUILD, QUEUED
+from tests.support.writer_gate import Gate
 
 
 def event(type_: EventType, rid: str = "r") -> Event:
@@ -281,15 +281,16 @@ async def test_answer_without_changes_waits_for_the_change_it_reports(tmp_path: 
     async with harness(tmp_path, clock) as h:
         h.authority.describe(Description("r", "R", Kind.STATIC))
         reserved = await h.authority.reserve("r", 60, QUEUED)
-        gate = threading.Event()
-        held = h.store.call(lambda conn: gate.wait(10))  # the writer waits for the test
+        gate = Gate(tmp_path)
+        held = gate.hold(h.store)  # the writer waits for the test
+        await gate.closed()
         first = asyncio.ensure_future(h.authority.lock("r", reserved.key, BUILD))
         second = asyncio.ensure_future(h.authority.lock("r", reserved.key, BUILD))
         for _ in range(10):
             await asyncio.sleep(0)
         assert not first.done()
         assert not second.done(), "answered before the lock it reports was on disk"
-        gate.set()
+        gate.open()
         assert await held
         hold = await second
         row = h.on_disk("r")

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-import threading
 from collections.abc import AsyncIterator, Awaitable
 from pathlib import Path
 from typing import TypeVar
@@ -36,6 +35,7 @@ from agent.registry import Registry
 from tests.support.clock import FakeClock
 from tests.support.core import core_harness
 from tests.support.holders import PERSON, QUEUED
+from tests.support.writer_gate import Gate, nothing
 
 T = TypeVar("T")
 BAD = Description("zz", "bad \udcff name", Kind.USB)
@@ -46,21 +46,22 @@ async def core(tmp_path: Path) -> AsyncIterator[Core]:
     async with core_harness(tmp_path, FakeClock()) as built:
         for rid in ("r1", "r2"):
             built.authority.describe(Description(rid, rid.upper(), Kind.STATIC))
-        await built.store.call(lambda conn: None)  # both on disk
+        await built.store.call(nothing)  # both on disk
         yield built
 
 
-async def behind_a_failed_write(core: Core, command: Awaitable[T]) -> T:
+async def behind_a_failed_write(core: Core, command: Awaitable[T], tmp_path: Path) -> T:
     """Run ``command`` queued behind a write that fails; its outcome."""
-    gate = threading.Event()
-    blocked = core.store.call(lambda conn: gate.wait(10))
+    gate = Gate(tmp_path)
+    blocked = gate.hold(core.store)
+    await gate.closed()
     core.authority.describe(BAD)  # its commit will fail
     task = asyncio.ensure_future(command)
     for _ in range(10):
         await asyncio.sleep(0)  # the command runs its rule and queues its write
     assert not task.done()
-    gate.set()
-    await blocked
+    gate.open()
+    assert await blocked
     return await task
 
 
@@ -78,7 +79,7 @@ async def test_a_change_the_disk_refuses_is_refused_and_undone(core: Core, tmp_p
     published: list[Event] = []
     core.bus.subscribe(published.append)
     with pytest.raises(Refused) as info:
-        await behind_a_failed_write(core, core.authority.reserve("r1", 60, QUEUED))
+        await behind_a_failed_write(core, core.authority.reserve("r1", 60, QUEUED), tmp_path)
     assert info.value.code is Code.NOT_SAVED
     assert f"cannot save to the state directory {tmp_path}" in info.value.message
     assert "nothing was changed" in info.value.message
@@ -97,7 +98,7 @@ async def test_a_release_the_disk_refuses_leaves_the_lock_in_place(
 ) -> None:
     hold = await core.authority.lock("r1", None, PERSON)
     with pytest.raises(Refused) as info:
-        await behind_a_failed_write(core, core.authority.release("r1", hold.key))
+        await behind_a_failed_write(core, core.authority.release("r1", hold.key), tmp_path)
     assert info.value.code is Code.NOT_SAVED
     res = core.registry.get("r1")
     assert res.hold is not None and (res.hold.kind, res.hold.key) == (HoldKind.LOCKED, hold.key)
@@ -107,7 +108,9 @@ async def test_a_release_the_disk_refuses_leaves_the_lock_in_place(
     assert on_disk(tmp_path, "r1") == (None, 1)
 
 
-async def test_an_answer_that_tells_of_a_refused_change_is_refused_too(core: Core) -> None:
+async def test_an_answer_that_tells_of_a_refused_change_is_refused_too(
+    core: Core, tmp_path: Path
+) -> None:
     """Disabled twice: the second changes nothing, but its answer would tell of the first."""
 
     async def twice() -> tuple[object, ...]:
@@ -115,14 +118,14 @@ async def test_an_answer_that_tells_of_a_refused_change_is_refused_too(core: Cor
         second = asyncio.ensure_future(core.authority.disable("r1", "broken"))
         return await asyncio.gather(first, second, return_exceptions=True)
 
-    outcomes = await behind_a_failed_write(core, twice())
+    outcomes = await behind_a_failed_write(core, twice(), tmp_path)
     assert all(isinstance(o, Refused) and o.code is Code.NOT_SAVED for o in outcomes), outcomes
     assert core.registry.get("r1").enabled
 
 
 async def test_the_agents_own_changes_are_tried_until_saved(core: Core, tmp_path: Path) -> None:
     started = asyncio.get_running_loop().time()
-    await behind_a_failed_write(core, core.authority.quarantine("r2", "three strikes"))
+    await behind_a_failed_write(core, core.authority.quarantine("r2", "three strikes"), tmp_path)
     assert asyncio.get_running_loop().time() - started >= RETRY * 0.9  # a second try
     fault = core.registry.get("r2").fault
     assert fault is not None and fault.kind is FaultKind.QUARANTINED

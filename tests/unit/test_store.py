@@ -1,11 +1,13 @@
-"""The SQLite store, for real in a temp dir: durability, history, group commit."""
+"""The SQLite store, for real in a temp dir: durability, history, group commit.
+
+A store call runs in the writer's process, so the calls here are this module's
+functions (bound with functools.partial): the writer imports them by name."""
 
 from __future__ import annotations
 
 import asyncio
 import functools
 import sqlite3
-import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -24,10 +26,12 @@ from agent.model import (
     Resource,
 )
 from agent.registry import Registry
-from agent.store import CHECKPOINT_EVERY, Store
+from agent.store import Store
 from agent.store_errors import CommitFailed, StoreError
+from agent.store_writer import CHECKPOINT_EVERY
 from tests.support.clock import FakeClock
 from tests.support.holders import BUILD, PERSON, QUEUED, numbered_keys
+from tests.support.writer_gate import Gate, nothing
 
 
 def registry(clock: FakeClock, *ids: str) -> tuple[Registry, list[Event]]:
@@ -49,10 +53,31 @@ async def reopen(path: Path, clock: FakeClock) -> list[Resource]:
         await store.close()
 
 
-async def started(path: Path, clock: FakeClock) -> Store:
-    store = Store(path, clock)
-    store.start()
+async def started(path: Path, clock: FakeClock, groups: list[float] | None = None) -> Store:
+    """A started store; ``groups`` hears each group's commit time."""
+    store = Store(path, clock, None if groups is None else groups.append)
+    await store.start()
     return store
+
+
+# ---------------------------------------------------- calls, run in the writer
+
+
+def disabled_reasons(conn: sqlite3.Connection) -> list[str]:
+    return [r[0] for r in conn.execute("SELECT disabled_reason FROM resources ORDER BY id")]
+
+
+def write_then_fail(conn: sqlite3.Connection) -> None:
+    conn.execute("CREATE TABLE scratch (x)")
+    raise ValueError("bad call")
+
+
+def the_connection(conn: sqlite3.Connection) -> sqlite3.Connection:
+    return conn  # nothing pickle can carry back
+
+
+def tables(conn: sqlite3.Connection) -> list[str]:
+    return [r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")]
 
 
 async def test_new_database_in_new_directory(tmp_path: Path) -> None:
@@ -251,16 +276,10 @@ async def test_group_commit_many_concurrent_writes(tmp_path: Path) -> None:
     reg, events = registry(clock, *ids)
     writes = 300
 
-    store = await started(path, clock)
+    groups: list[float] = []
+    store = await started(path, clock, groups)
     await store.write(events)
-    statements: list[str] = []
-    await store.call(lambda conn: conn.set_trace_callback(statements.append))
-    statements.clear()
     done: list[int] = []
-    seen: list[str] = []
-
-    def read_all(conn: sqlite3.Connection) -> None:
-        seen.extend(r[0] for r in conn.execute("SELECT disabled_reason FROM resources ORDER BY id"))
 
     def write(i: int) -> asyncio.Future[None]:
         future = store.write(reg.disable(ids[i % len(ids)], f"write {i}"))
@@ -271,34 +290,34 @@ async def test_group_commit_many_concurrent_writes(tmp_path: Path) -> None:
         functools.partial(write, i) for i in range(writes)
     ]
     # A read sees every write queued before it, and none after.
-    items.insert(151, lambda: store.call(read_all))
-    results = await blocked_group(store, items)
-    assert results == [None] * (writes + 1)
+    items.insert(151, lambda: store.call(disabled_reasons))
+    committed = len(groups)
+    results = await blocked_group(store, items, tmp_path)
+    seen = results.pop(151)
+    assert results == [None] * writes
     await store.close()
     assert done == list(range(writes))
     assert seen == [f"write {max(n for n in range(151) if n % 10 == j)}" for j in range(10)]
     # One commit for the blocked group, one for everything queued behind it.
-    assert [s for s in statements if s == "COMMIT"] == ["COMMIT", "COMMIT"]
+    assert len(groups) - committed == 2
     loaded = {r.id: r for r in await reopen(path, clock)}
     for i, rid in enumerate(ids):
         last = max(n for n in range(writes) if n % len(ids) == i)
         assert loaded[rid].disabled_reason == f"write {last}"
 
 
-async def blocked_group(store: Store, items: list[Callable[[], asyncio.Future[Any]]]) -> list[Any]:
+async def blocked_group(
+    store: Store, items: list[Callable[[], asyncio.Future[Any]]], tmp_path: Path
+) -> list[Any]:
     """Submit ``items`` while the writer is held inside a commit, so they form
     one group; answer each one's result or exception."""
-    busy, proceed = threading.Event(), threading.Event()
-
-    def block(conn: sqlite3.Connection) -> None:
-        busy.set()
-        proceed.wait(30)
-
-    blocker = store.call(block)
-    assert await asyncio.to_thread(busy.wait, 30)
+    gate = Gate(tmp_path)
+    held = gate.hold(store)
+    await gate.closed()
     futures = [submit() for submit in items]
-    proceed.set()
-    await blocker
+    await asyncio.sleep(0.05)  # every frame is sent before the writer goes on
+    gate.open()
+    assert await held
     return await asyncio.gather(*futures, return_exceptions=True)
 
 
@@ -306,13 +325,6 @@ async def test_failing_call_fails_alone_and_leaves_nothing(tmp_path: Path) -> No
     clock = FakeClock()
     path = tmp_path / "state.db"
     reg, events = registry(clock, "p1", "p2")
-
-    def write_then_fail(conn: sqlite3.Connection) -> None:
-        conn.execute("CREATE TABLE scratch (x)")
-        raise ValueError("bad call")
-
-    def tables(conn: sqlite3.Connection) -> list[str]:
-        return [r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")]
 
     store = await started(path, clock)
     await store.write(events)
@@ -323,6 +335,7 @@ async def test_failing_call_fails_alone_and_leaves_nothing(tmp_path: Path) -> No
             lambda: store.call(write_then_fail),
             lambda: store.write(reg.disable("p2", "last")),
         ],
+        tmp_path,
     )
     names = await store.call(tables)
     await store.close()
@@ -355,6 +368,7 @@ async def test_unstorable_write_fails_with_the_writes_queued_after_it(tmp_path: 
             lambda: store.write([bad]),
             lambda: store.write(reg.disable("p2", "last")),
         ],
+        tmp_path,
     )
     ok1, error, after = results
     assert ok1 is None
@@ -390,16 +404,17 @@ async def test_the_wal_is_checkpointed_every_so_many_groups(tmp_path: Path) -> N
     path = tmp_path / "state.db"
     reg, events = registry(clock, "p1")
     store = await started(path, clock)
+    schema = path.stat().st_size  # copied in when the agent's reading connection closed
     await store.write(events)
     for i in range(CHECKPOINT_EVERY - 2):
         await store.write(reg.disable("p1", f"reason {i}"))
-    empty = path.stat().st_size
+    before = path.stat().st_size
     await store.write(reg.enable("p1"))  # the group that makes CHECKPOINT_EVERY
     # The copy follows the group's answers; the writer does what is queued after it.
-    await store.call(lambda conn: None)
+    await store.call(nothing)
     checkpointed = path.stat().st_size
     await store.close()
-    assert empty <= 4096 < checkpointed, (empty, checkpointed)
+    assert schema == before < checkpointed, (schema, before, checkpointed)
 
 
 async def test_close_flushes_queued_writes(tmp_path: Path) -> None:
@@ -458,3 +473,22 @@ async def test_write_after_close_fails_instead_of_hanging(tmp_path: Path) -> Non
         await asyncio.wait_for(store.write(reg.disable("p1")), 10)
     with pytest.raises(StoreError, match="is closed"):
         await asyncio.wait_for(store.history("p1"), 10)
+
+
+async def test_a_call_that_cannot_cross_to_the_writer_fails_alone(tmp_path: Path) -> None:
+    """A call runs in the writer's process: one that cannot pickle is refused by name,
+    and the writes around it are saved."""
+    clock = FakeClock()
+    path = tmp_path / "state.db"
+    reg, events = registry(clock, "p1")
+    store = await started(path, clock)
+    saved = store.write(events)
+    with pytest.raises(StoreError, match="a store call must pickle: Can't pickle local object"):
+        await store.call(lambda conn: None)
+    with pytest.raises(StoreError, match="the store cannot answer this call: cannot pickle"):
+        await store.call(the_connection)
+    await saved
+    await store.write(reg.disable("p1", "after"))
+    await store.close()
+    (p1,) = await reopen(path, clock)
+    assert p1.disabled_reason == "after"
