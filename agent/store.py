@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import json
 import logging
 import os
 import pickle
@@ -45,10 +46,15 @@ T = TypeVar("T")
 Committed = list[tuple[Sequence[Event], BaseException | None]]
 
 # How the writer process is started: -c, not -m, so that the classes it unpickles
-# are the ones its code checks against (under -m its module would be __main__);
-# -P, so that the directory it starts in is not where it imports from. It imports
-# from where the agent does (PYTHONPATH: the agent's sys.path), for the calls it runs.
-WRITER = ("-P", "-c", "from agent.store_writer import serve; serve()")
+# are the ones its code checks against (under -m its module would be __main__).
+# It imports from where the agent does, in the same order (the agent's sys.path,
+# its last argument), for the classes and calls it unpickles.
+WRITER = (
+    "-P",
+    "-c",
+    "import json, sys; sys.path[:] = json.loads(sys.argv.pop());"
+    " from agent.store_writer import serve; serve()",
+)
 
 
 class Store:
@@ -188,6 +194,8 @@ class Store:
             self._send()
             link.stdin().close()  # the end of its input: it commits what it read and exits
             await link.gone
+            # It answers all it read before it exits: what is left, it died with.
+            self._fail_all(None, "the store's writer process exited before it answered")
         self._fail_all(StoreError(f"the state database {self.path} is closed"))
         if self._conn is not None:
             self._conn.close()
@@ -224,9 +232,8 @@ class Store:
         try:
             _, link = await self._loop.subprocess_exec(
                 functools.partial(_Link, self),
-                sys.executable, *WRITER, str(self.path), str(os.getpid()),
+                sys.executable, *WRITER, str(self.path), str(os.getpid()), json.dumps(sys.path),
                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, pass_fds=self._keep_fds,
-                env={**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)},
             )  # fmt: skip
         except OSError as exc:
             self._problem = f"cannot start the store's writer process: {exc}"
