@@ -337,7 +337,11 @@ def serve() -> None:
     # at a terminal, or systemd's SIGTERM to the whole service, reaches this one too.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    inp, out = sys.stdin.fileno(), sys.stdout.fileno()
+    inp = sys.stdin.fileno()
+    # The answers get a descriptor of their own; whatever else prints goes to stderr,
+    # where it cannot break a frame.
+    out = os.dup(sys.stdout.fileno())
+    os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
     writer = Writer(path)
     _send(out, Problem(None, []))  # it runs: the agent's problem with its last writer is over
     buffer = bytearray()
