@@ -234,6 +234,7 @@ class Store:
                 functools.partial(_Link, self),
                 sys.executable, *WRITER, str(self.path), str(os.getpid()), json.dumps(sys.path),
                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, pass_fds=self._keep_fds,
+                stderr=None,  # its tracebacks, if any, go where the agent's own go
             )  # fmt: skip
         except OSError as exc:
             self._problem = f"cannot start the store's writer process: {exc}"
@@ -323,7 +324,7 @@ class _Link(asyncio.SubprocessProtocol):
         return cast(asyncio.WriteTransport, self._transport.get_pipe_transport(0))
 
     def pipe_data_received(self, fd: int, data: bytes | str) -> None:
-        assert isinstance(data, bytes)
+        assert fd == 1 and isinstance(data, bytes)  # its stdout: the only pipe read
         self._buffer += data
         for message in unframe(self._buffer):
             self._store._heard(message)
