@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import sqlite3
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -70,6 +71,13 @@ def disabled_reasons(conn: sqlite3.Connection) -> list[str]:
 def write_then_fail(conn: sqlite3.Connection) -> None:
     conn.execute("CREATE TABLE scratch (x)")
     raise ValueError("bad call")
+
+
+def chatty(conn: sqlite3.Connection) -> str:
+    """Print to stdout and stderr, as a library might, from inside the writer."""
+    print("a stray line on stdout")
+    print("a stray line on stderr", file=sys.stderr)
+    return "answered"
 
 
 def the_connection(conn: sqlite3.Connection) -> sqlite3.Connection:
@@ -492,3 +500,16 @@ async def test_a_call_that_cannot_cross_to_the_writer_fails_alone(tmp_path: Path
     await store.close()
     (p1,) = await reopen(path, clock)
     assert p1.disabled_reason == "after"
+
+
+async def test_what_the_writer_prints_does_not_break_its_answers(tmp_path: Path) -> None:
+    clock = FakeClock()
+    path = tmp_path / "state.db"
+    reg, events = registry(clock, "p1")
+    store = await started(path, clock)
+    await store.write(events)
+    assert await store.call(chatty) == "answered"
+    await store.write(reg.disable("p1", "after the noise"))
+    await store.close()
+    (p1,) = await reopen(path, clock)
+    assert p1.disabled_reason == "after the noise"
