@@ -88,13 +88,13 @@ def fold(history: History, sessions: Iterable[str] = ()) -> tuple[list[HoldModel
             model = _taken(op)
             models.append(model)
             by_take[op.holder] = model
-            if op.outcome is Outcome.OK and op.key is not None:
-                by_key[op.key] = model
+            if model.key is not None:
+                by_key[model.key] = model
             continue
         # The checker's forced release names the take it ends by the take's holder.
         held = by_take.get(op.holder) if op.kind is Kind.FORCE else by_key.get(op.key or "")
         if held is None:
-            continue  # a key of a take whose answer never came: nobody uses it
+            continue  # a key no answer carried: nobody uses it
         held.ops.append(op)
         problem = _apply(held, op, held.resource in with_session)
         if problem:
@@ -107,8 +107,12 @@ def _taken(op: Op) -> HoldModel:
         locked = op.kind is Kind.LOCK
         return HoldModel(op.resource, op, op.key, {op.holder}, State.LIVE, locked,
                          start=op.completed)  # fmt: skip
-    state = State.NEVER if op.outcome is Outcome.FAIL else State.MAYBE
-    return HoldModel(op.resource, op, None, {op.holder}, state, locked=None)
+    if op.outcome is Outcome.FAIL:
+        return HoldModel(op.resource, op, None, {op.holder}, State.NEVER, locked=None)
+    # Unknown: cut short (no key came), or a yes that came while the power was being
+    # cut (History.doubt_from) -- its key reached the client, which goes on using it,
+    # and what it does with it names the hold as any client's would.
+    return HoldModel(op.resource, op, op.key, {op.holder}, State.MAYBE, locked=None)
 
 
 def _apply(held: HoldModel, op: Op, session: bool) -> str | None:
@@ -238,7 +242,9 @@ class Checker:
         for res in _get(url, "/api/resources")["resources"]:
             hold = res["holder"]
             model = by_url.get(hold["holder"]["url"]) if hold is not None else None
-            if model is None or model.key is not None or model.state is not State.MAYBE:
+            # Not one whose take was acknowledged: its client has the key.
+            acknowledged = model is not None and model.take.outcome is Outcome.OK
+            if model is None or acknowledged or model.state is not State.MAYBE:
                 continue
             op = self.history.invoke("checker", "rest", Kind.FORCE, res["id"], model.take.holder)
             resp = http_request(url, "POST", f"/api/resources/{res['id']}/release", {"force": True})
