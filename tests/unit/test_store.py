@@ -496,10 +496,7 @@ async def test_a_call_that_cannot_cross_to_the_writer_fails_alone(tmp_path: Path
     with pytest.raises(StoreError, match="the store cannot answer this call: cannot pickle"):
         await store.call(the_connection)
     await saved
-    await store.write(reg.disable("p1", "after"))
-    await store.close()
-    (p1,) = await reopen(path, clock)
-    assert p1.disabled_reason == "after"
+    await still_saves(store, reg, path, clock)
 
 
 async def test_what_the_writer_prints_does_not_break_its_answers(tmp_path: Path) -> None:
@@ -509,7 +506,12 @@ async def test_what_the_writer_prints_does_not_break_its_answers(tmp_path: Path)
     store = await started(path, clock)
     await store.write(events)
     assert await store.call(chatty) == "answered"
-    await store.write(reg.disable("p1", "after the noise"))
+    await still_saves(store, reg, path, clock)
+
+
+async def still_saves(store: Store, reg: Registry, path: Path, clock: FakeClock) -> None:
+    """The writer goes on: a change after it is saved, and kept across a restart."""
+    await store.write(reg.disable("p1", "after"))
     await store.close()
     (p1,) = await reopen(path, clock)
-    assert p1.disabled_reason == "after the noise"
+    assert p1.disabled_reason == "after"
