@@ -325,9 +325,21 @@ class _Link(asyncio.SubprocessProtocol):
 
     def pipe_data_received(self, fd: int, data: bytes | str) -> None:
         assert fd == 1 and isinstance(data, bytes)  # its stdout: the only pipe read
+        assert self._transport is not None
         self._buffer += data
-        for message in unframe(self._buffer):
-            self._store._heard(message)
+        try:
+            messages = unframe(self._buffer)
+        except Exception:
+            # A stream that no longer parses cannot be trusted for any answer: end
+            # this writer; what it had not answered is uncertain, and another starts.
+            log.exception("the store's writer process answered what cannot be read")
+            self._transport.kill()
+            return
+        for message in messages:
+            try:
+                self._store._heard(message)
+            except Exception:  # one group's listener failing must not strand the next
+                log.exception("cannot take in a group the store committed")
 
     def connection_lost(self, exc: Exception | None) -> None:
         # After the process exited and both pipes closed: every answer has been heard.
