@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import os
 import sqlite3
 import sys
 from collections.abc import Callable
@@ -78,6 +79,23 @@ def chatty(conn: sqlite3.Connection) -> str:
     print("a stray line on stdout")
     print("a stray line on stderr", file=sys.stderr)
     return "answered"
+
+
+def _only_in(pid: int) -> object:
+    if os.getpid() != pid:
+        raise RuntimeError("this value cannot be read outside the process that made it")
+    return object()
+
+
+class Fragile:
+    """Pickles in the writer, and cannot be unpickled in the agent."""
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (_only_in, (os.getpid(),))
+
+
+def fragile(conn: sqlite3.Connection) -> Fragile:
+    return Fragile()
 
 
 def the_connection(conn: sqlite3.Connection) -> sqlite3.Connection:
@@ -515,3 +533,18 @@ async def still_saves(store: Store, reg: Registry, path: Path, clock: FakeClock)
     await store.close()
     (p1,) = await reopen(path, clock)
     assert p1.disabled_reason == "after"
+
+
+async def test_an_answer_the_agent_cannot_read_ends_that_writer_and_another_starts(
+    tmp_path: Path,
+) -> None:
+    """What the writer had not answered is then uncertain; the store goes on."""
+    clock = FakeClock()
+    path = tmp_path / "state.db"
+    reg, events = registry(clock, "p1")
+    store = await started(path, clock)
+    await store.write(events)
+    with pytest.raises(CommitFailed, match="writer process exited") as failed:
+        await store.call(fragile)
+    assert failed.value.uncertain
+    await asyncio.wait_for(still_saves(store, reg, path, clock), 30)
