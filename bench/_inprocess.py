@@ -1,7 +1,7 @@
 """The agent's own part of a JSON-RPC operation: dispatch, rule, store, sinks -- no HTTP.
 
 ``.venv/bin/python -m bench._inprocess [WITHOUT ...]`` builds the real core (SQLite
-store with its writer thread, registry, authority) with the daemon's sinks -- audit,
+store with its writer process, registry, authority) with the daemon's sinks -- audit,
 metrics, sessions, waitlist, event stream -- on uvloop, and has 32 coroutines call
 ``jsonrpc._dispatch`` as the JSON-RPC handler does: Reserve, Lock, Release, each
 committed before it is answered. Prints operations per second and the event loop

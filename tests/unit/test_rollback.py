@@ -2,7 +2,7 @@
 
 The real core (build_core) on a temp database. A write fails here because it
 carries a value SQLite cannot take (a name with a lone surrogate, which an
-undecodable byte from a device becomes); the writer thread is held back
+undecodable byte from a device becomes); the writer is held back
 first, so the command under test is queued behind that write, in its
 generation, and is never tried. tests/integration/test_fault_disk.py does the
 same with a full and a read-only disk.
