@@ -6,11 +6,10 @@ from __future__ import annotations
 import os
 import signal
 from collections.abc import Callable
-from pathlib import Path
 
 from tests.agentproc import AgentProcess
 from tests.fakes.jsonrpc4j import JsonRpc4jClient
-from tests.support.procs import children
+from tests.support.procs import store_writers
 from tests.support.waiting import wait_for
 
 
@@ -18,11 +17,7 @@ def writer_of(agent: AgentProcess) -> int:
     """The PID of the agent's store writer."""
 
     def found() -> int | None:
-        for pid in children(agent.pid):
-            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
-            if b"agent.store_writer" in cmdline:
-                return pid
-        return None
+        return next(iter(store_writers(agent.pid)), None)
 
     return int(wait_for(found, what="the store's writer process"))
 

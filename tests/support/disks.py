@@ -33,7 +33,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from tests.support.procs import children
+from tests.support.procs import store_writers
 
 EXT4_IOC_SHUTDOWN = 0x8004587D  # _IOR('X', 125, __u32)
 EXT4_GOING_FLAGS_NOLOGFLUSH = 2
@@ -129,9 +129,10 @@ class SmallTmpfs:
 
 @contextlib.contextmanager
 def refused_writes(pid: int, calls: str = FILE_WRITES, error: str = "EROFS") -> Iterator[None]:
-    """While inside, every file write and sync of process ``pid`` and its children (the
-    agent's store writer) (``calls``) fails with ``error``; they may die inside."""
-    family = [pid, *children(pid)]
+    """While inside, every file write and sync (``calls``) of agent ``pid`` and its store
+    writer fails with ``error``; they may die inside. (Not its other children: a session's
+    command, short-lived, and never the agent's disk.)"""
+    family = [pid, *store_writers(pid)]
     tracer = subprocess.Popen(
         ["strace", "-qq", "-f", *(f"-p{p}" for p in family), "-o", "/dev/null",
          "-e", f"trace={calls}", "-e", f"inject={calls}:error={error}"],

@@ -1,4 +1,5 @@
-"""A process's children, from /proc: the agent's is its store writer (agent/store_writer.py)."""
+"""A process's children, from /proc, and among the agent's its store writer
+(agent/store_writer.py)."""
 
 from __future__ import annotations
 
@@ -20,4 +21,16 @@ def children(pid: int) -> list[int]:
                     found.append(int(entry.name))
             except (OSError, IndexError):
                 continue  # gone meanwhile
+    return found
+
+
+def store_writers(pid: int) -> list[int]:
+    """The children of agent ``pid`` that are its store writer (one, or none between two)."""
+    found = []
+    for child in children(pid):
+        try:
+            if b"agent.store_writer" in Path(f"/proc/{child}/cmdline").read_bytes():
+                found.append(child)
+        except OSError:
+            continue  # gone meanwhile
     return found
